@@ -1,0 +1,40 @@
+# desfs developer entry points. `make demo` and `make test` each set up what they need.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.desfs-installed
+MNT    ?= $(CURDIR)/mnt
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint typecheck unit bench bench-quick clean
+
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	scripts/bootstrap.sh
+
+setup: $(STAMP)
+
+## Mount the bundled sample archive, show it with ordinary tools, unmount.
+demo: $(STAMP)
+	scripts/demo.sh "$(MNT)"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check desfs tests bench
+	$(VENV)/bin/ruff format --check desfs tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+## Everything CI runs: lint, types, and the whole test suite (unit, contract, real mounts).
+test: lint typecheck
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m bench.run --mode full
+
+bench-quick: $(STAMP)
+	$(PY) -m bench.run --mode quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Generic, storage-agnostic caches: single flight and the byte-bounded block cache."""

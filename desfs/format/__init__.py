@@ -1,0 +1,1 @@
+"""DES container codecs: pure functions from bytes to dataclasses, and the writers."""

@@ -1,0 +1,1 @@
+"""The filesystem model: everything a FUSE request needs, without FUSE."""

@@ -1,0 +1,236 @@
+"""The catalog: which days and which containers (shards) a source holds right now.
+
+Listings come from the store and are trusted for `listing_ttl` seconds, because new days
+and containers appear over time. Concurrent askers share one LIST (single flight).
+
+Request shape (design brief §2): the root costs one paginated LIST per TTL. Datavision and
+DES nested days are common prefixes of a `/`-delimited root listing and each costs one
+LIST of its own prefix. A pure DES flat source lists its days with delimiter `_` (one
+`YYYYMMDD_` prefix per day, whatever the number of containers) and each day with one LIST
+of that prefix; a `/` root listing that already saw flat containers serves their days
+without another LIST.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from desfs.cache.singleflight import SingleFlight
+from desfs.config import CacheSettings, LayoutSettings
+from desfs.errors import NotFound, UsageError
+from desfs.namespace.layout import (
+    ContainerName,
+    Layout,
+    day_from_dir,
+    detect_layouts,
+    flat_day_from_prefix,
+    flat_day_prefix,
+    merge_shards,
+    parse_day_key,
+    parse_flat_key,
+)
+from desfs.storage.aio import AsyncStorage
+from desfs.storage.base import ListPage, ObjectInfo
+
+log = logging.getLogger(__name__)
+
+LAYOUT_NAMES = {
+    "datavision": Layout.DATAVISION,
+    "des-flat": Layout.DES_FLAT,
+    "des-nested": Layout.DES_NESTED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRef:
+    """A container as the listing saw it."""
+
+    name: ContainerName
+    size: int
+    etag: str
+    mtime: float
+    sidecar: ObjectInfo | None = None
+
+    @property
+    def key(self) -> str:
+        return self.name.key
+
+
+@dataclass(frozen=True, slots=True)
+class DayListing:
+    day: str
+    shards: dict[str, ContainerRef]  # shard directory name -> container, sorted by name
+    mtime: float  # newest container of the day (0 when empty)
+
+
+@dataclass(slots=True)
+class _RootView:
+    days: dict[str, set[Layout]]  # day -> layouts that hold it
+    flat_objects: dict[str, list[ObjectInfo]] = field(default_factory=dict)  # from a "/" listing
+    expires: float = 0.0
+
+
+class Catalog:
+    """Days and shards of one source, listed lazily and cached for the listing TTL."""
+
+    def __init__(
+        self,
+        storage: AsyncStorage,
+        layout: LayoutSettings,
+        cache: CacheSettings,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
+        self._storage = storage
+        self._forced = _forced_layout(layout.layout)
+        self._ttl = cache.listing_ttl
+        self._clock = clock
+        self._root: _RootView | None = None
+        self._days: dict[str, tuple[float, DayListing]] = {}
+        self._flights: SingleFlight[str, object] = SingleFlight()
+
+    async def days(self) -> tuple[str, ...]:
+        root = await self._root_view()
+        return tuple(sorted(root.days))
+
+    async def day(self, day: str) -> DayListing:
+        cached = self._days.get(day)
+        if cached is not None and cached[0] > self._clock():
+            return cached[1]
+        root = await self._root_view()
+        if day not in root.days:
+            raise NotFound(f"no day {day!r} in {self._storage.describe()}")
+        listing = await self._flights.run(f"day:{day}", lambda: self._list_day(root, day))
+        assert isinstance(listing, DayListing)
+        return listing
+
+    async def _root_view(self) -> _RootView:
+        if self._root is not None and self._root.expires > self._clock():
+            return self._root
+        view = await self._flights.run("root", self._list_root)
+        assert isinstance(view, _RootView)
+        return view
+
+    async def _list_root(self) -> _RootView:
+        first = await self._storage.list_page("", "/", None)
+        layouts = self._forced or detect_layouts(
+            (o.key for o in first.objects), first.prefixes
+        )
+        view = _RootView(days={})
+        if layouts == {Layout.DES_FLAT} and first.next_token is not None:
+            # A big flat source: one "_"-delimited LIST names every day without paging
+            # through every container of every day.
+            await self._add_flat_days(view)
+        else:
+            await self._add_slash_days(view, first, layouts)
+        view.expires = self._clock() + self._ttl
+        self._root = view
+        self._days.clear()
+        log.debug("root of %s: %d days", self._storage.describe(), len(view.days))
+        return view
+
+    async def _add_slash_days(
+        self, view: _RootView, page: ListPage, layouts: frozenset[Layout] | set[Layout]
+    ) -> None:
+        while True:
+            for prefix in page.prefixes:
+                found = day_from_dir(prefix)
+                if found is not None and found[1] in layouts:
+                    view.days.setdefault(found[0], set()).add(found[1])
+            if Layout.DES_FLAT in layouts:
+                for obj in page.objects:
+                    self._note_flat_object(view, obj)
+            if page.next_token is None:
+                return
+            page = await self._storage.list_page("", "/", page.next_token)
+
+    def _note_flat_object(self, view: _RootView, obj: ObjectInfo) -> None:
+        name = parse_flat_key(obj.key)
+        is_sidecar = obj.key.endswith(".meta") and parse_flat_key(obj.key[:-5] + ".des")
+        if name is None and not is_sidecar:
+            return
+        day = name.day if name is not None else flat_day_from_prefix(obj.key[:9])
+        if day is None:
+            return
+        view.days.setdefault(day, set()).add(Layout.DES_FLAT)
+        view.flat_objects.setdefault(day, []).append(obj)
+
+    async def _add_flat_days(self, view: _RootView) -> None:
+        token: str | None = None
+        while True:
+            page = await self._storage.list_page("", "_", token)
+            for prefix in page.prefixes:
+                day = flat_day_from_prefix(prefix)
+                if day is not None:
+                    view.days.setdefault(day, set()).add(Layout.DES_FLAT)
+            token = page.next_token
+            if token is None:
+                return
+
+    async def _list_day(self, root: _RootView, day: str) -> DayListing:
+        objects: list[tuple[Layout, str, ObjectInfo]] = []
+        for layout in sorted(root.days[day], key=lambda lay: lay.value):
+            prefix = _day_prefix(layout, day)
+            if layout is Layout.DES_FLAT and day in root.flat_objects:
+                listed = root.flat_objects[day]
+            else:
+                listed = await self._list_all(prefix)
+            objects.extend((layout, prefix, obj) for obj in listed)
+        listing = _build_day(day, objects)
+        self._days[day] = (self._clock() + self._ttl, listing)
+        return listing
+
+    async def _list_all(self, prefix: str) -> list[ObjectInfo]:
+        found: list[ObjectInfo] = []
+        token: str | None = None
+        while True:
+            page = await self._storage.list_page(prefix, "/", token)
+            found.extend(page.objects)
+            token = page.next_token
+            if token is None:
+                return found
+
+
+def _day_prefix(layout: Layout, day: str) -> str:
+    if layout is Layout.DATAVISION:
+        return f"{day}/"
+    if layout is Layout.DES_NESTED:
+        return day.replace("-", "") + "/"
+    return flat_day_prefix(day)
+
+
+def _build_day(day: str, objects: list[tuple[Layout, str, ObjectInfo]]) -> DayListing:
+    infos = {obj.key: obj for _, _, obj in objects}
+    names: list[ContainerName] = []
+    for layout, prefix, obj in objects:
+        name = (
+            parse_flat_key(obj.key)
+            if layout is Layout.DES_FLAT
+            else parse_day_key(layout, prefix, obj.key)
+        )
+        if name is not None and name.day == day:
+            names.append(name)
+    chosen, hidden = merge_shards(names)
+    for item in hidden:
+        log.warning("day %s: %s", day, item)
+    shards: dict[str, ContainerRef] = {}
+    for name in sorted(chosen.values(), key=lambda n: n.shard):
+        info = infos[name.key]
+        sidecar = infos.get(name.sidecar_key) if name.sidecar_key else None
+        shards[name.shard] = ContainerRef(name, info.size, info.etag, info.mtime, sidecar)
+    newest = max((ref.mtime for ref in shards.values()), default=0.0)
+    return DayListing(day, shards, newest)
+
+
+def _forced_layout(value: str) -> frozenset[Layout] | None:
+    if value == "auto":
+        return None
+    try:
+        return frozenset({LAYOUT_NAMES[value]})
+    except KeyError:
+        raise UsageError(
+            f"layout: {value!r} is not one of auto, {', '.join(LAYOUT_NAMES)}"
+        ) from None

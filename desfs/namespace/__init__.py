@@ -1,0 +1,1 @@
+"""How a source listing and container indices become days, shards and file trees."""
