@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import trio
 
@@ -144,7 +143,3 @@ def mount_helper_main() -> int:
 
     return mount_helper(sys.argv[1:])
 
-
-def sample_dir() -> Path:
-    """The small archive bundled with desfs, the default SOURCE of the demo."""
-    return Path(__file__).resolve().parent / "sample"

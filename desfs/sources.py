@@ -18,6 +18,7 @@ from desfs.storage.open import open_storage
 from desfs.storage.s3_settings import S3Settings
 
 LOCAL_CONCURRENCY = 8
+SAMPLE = "@sample"  # the small archive bundled with desfs (README demo)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +29,13 @@ class Source:
     single: ContainerRef | None = None
 
 
+def sample_dir() -> Path:
+    return Path(__file__).resolve().parent / "sample"
+
+
 def open_source(source: str, settings: ArchiveSettings, s3: S3Settings) -> Source:
+    if source == SAMPLE:
+        source = str(sample_dir())
     path = Path(source)
     if not source.startswith("s3://") and path.is_file():
         return _single_file(path, settings)
