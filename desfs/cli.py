@@ -17,7 +17,7 @@ import trio
 from desfs import __version__, offline
 from desfs.errors import DesfsError, ExitCode, UsageError
 from desfs.options import add_source_options, archive_settings, s3_settings
-from desfs.sources import open_source
+from desfs.sources import Source, open_source
 
 log = logging.getLogger("desfs")
 
@@ -89,7 +89,7 @@ def _add_pack(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_pack_command(sub)
 
 
-def _open(args: argparse.Namespace) -> offline.Source:
+def _open(args: argparse.Namespace) -> Source:
     return open_source(args.source, archive_settings(args), s3_settings(args))
 
 
@@ -142,4 +142,3 @@ def mount_helper_main() -> int:
     from desfs.daemon import mount_helper
 
     return mount_helper(sys.argv[1:])
-

@@ -40,14 +40,20 @@ _VALUED = {
     "prefetch_cap": "prefetch_cap", "listing_ttl": "listing_ttl", "entry_ttl": "entry_ttl",
     "log_file": "log_file", "log_level": "log_level",
 }  # fmt: skip
-_FLAGS = {"allow_other": "allow_other", "nonempty": "nonempty", "no_sign_request": "no_sign_request"}
+_FLAGS = {
+    "allow_other": "allow_other",
+    "nonempty": "nonempty",
+    "no_sign_request": "no_sign_request",
+}
 
 
 def add_mount_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mount = sub.add_parser("mount", help="mount SOURCE read-only at MOUNTPOINT")
     add_source_options(mount)
     mount.add_argument("mountpoint", metavar="MOUNTPOINT")
-    mount.add_argument("--foreground", "-f", action="store_true", help="stay attached, log to stderr")
+    mount.add_argument(
+        "--foreground", "-f", action="store_true", help="stay attached, log to stderr"
+    )
     mount.add_argument("-o", dest="options", action="append", default=[], help="opt[,opt...]")
     mount.add_argument("--allow-other", action="store_true")
     mount.add_argument("--nonempty", action="store_true", help="allow a non-empty mountpoint")
@@ -147,7 +153,7 @@ class _ReadyPipe:
 def _spawn_daemon(args: argparse.Namespace) -> int:
     read_end, write_end = os.pipe()
     argv = [sys.executable, "-m", "desfs", "--log-level", args.log_level or "info"]
-    argv += _child_arguments(args) + ["--foreground", "--ready-fd", str(write_end)]
+    argv += [*_child_arguments(args), "--foreground", "--ready-fd", str(write_end)]
     with open(os.devnull, "rb") as devnull_in, open(os.devnull, "wb") as devnull_out:
         child = subprocess.Popen(
             argv, stdin=devnull_in, stdout=devnull_out, stderr=devnull_out,
@@ -207,7 +213,9 @@ def _log_to_file(target: str) -> None:
     handler: logging.Handler
     if target == "syslog":
         handler = logging.handlers.SysLogHandler(address="/dev/log")
-        handler.setFormatter(logging.Formatter("desfs[%(process)d]: %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("desfs[%(process)d]: %(levelname)s %(name)s: %(message)s")
+        )
     else:
         handler = logging.FileHandler(target)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -248,4 +256,3 @@ def mount_helper(argv: list[str]) -> int:
     from desfs.cli import main
 
     return main(["mount", positional[0], positional[1], *(f"-o{o}" for o in options)])
-

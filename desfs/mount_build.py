@@ -16,9 +16,13 @@ from desfs.sources import Source
 DEFAULT_ENTRY_TTL = 86400.0  # shard contents never change
 
 
-def build_operations(args: argparse.Namespace, source: Source) -> tuple[FuseOperations, MountOptions]:
+def build_operations(
+    args: argparse.Namespace, source: Source
+) -> tuple[FuseOperations, MountOptions]:
     if source.single is not None:
-        raise UsageError(f"{args.source}: mount a directory or s3:// prefix, not a single container")
+        raise UsageError(
+            f"{args.source}: mount a directory or s3:// prefix, not a single container"
+        )
     owner = Ownership(
         uid=args.uid if args.uid is not None else os.getuid(),
         gid=args.gid if args.gid is not None else os.getgid(),

@@ -107,7 +107,12 @@ def _describe(target: Resolved) -> dict[str, object]:
         return {"type": "day", "day": target.day}
     if isinstance(target, ShardDir):
         found: dict[str, object] = {"type": "directory", "path": target.path}
-        found.update({k.removeprefix("user.des."): v.decode() for k, v in shard_xattrs(target.container).items()})
+        found.update(
+            {
+                k.removeprefix("user.des."): v.decode()
+                for k, v in shard_xattrs(target.container).items()
+            }
+        )
         return found
     entry = target.entry
     meta: object = json.loads(entry.meta) if entry.meta and entry.error is None else {}
@@ -187,4 +192,3 @@ async def _verify_entry(
         err.write(f"BAD {container.ref.key} entry {_show_raw(entry.name)}: size mismatch\n")
         return
     report.bytes += len(data)
-

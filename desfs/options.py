@@ -32,7 +32,9 @@ def _size(text: str) -> int:
 
 def add_source_options(parser: argparse.ArgumentParser, positional: bool = True) -> None:
     if positional:
-        parser.add_argument("source", metavar="SOURCE", help="directory, s3://bucket/prefix or .des file")
+        parser.add_argument(
+            "source", metavar="SOURCE", help="directory, s3://bucket/prefix or .des file"
+        )
     s3 = parser.add_argument_group("S3 (defaults from the standard AWS environment)")
     s3.add_argument("--endpoint-url")
     s3.add_argument("--region")
@@ -50,7 +52,9 @@ def add_source_options(parser: argparse.ArgumentParser, positional: bool = True)
     cache.add_argument("--tail-window", type=_size, help="suffix GET size at open (64KiB)")
     cache.add_argument("--block-size", type=_size)
     cache.add_argument("--cache-size", type=_size, help="block and payload cache budget")
-    cache.add_argument("--prefetch-cap", type=_size)
+    cache.add_argument("--prefetch-cap", type=_size, help="one GET over neighbouring files")
+    cache.add_argument("--readahead-min", type=_size, help="first readahead window")
+    cache.add_argument("--readahead-max", type=_size, help="readahead doubles up to this")
     cache.add_argument("--listing-ttl", type=float, help="seconds")
 
 
@@ -82,7 +86,9 @@ def s3_settings(args: argparse.Namespace, base: S3Settings | None = None) -> S3S
     return replace(settings, **changes)  # type: ignore[arg-type]
 
 
-def archive_settings(args: argparse.Namespace, base: ArchiveSettings | None = None) -> ArchiveSettings:
+def archive_settings(
+    args: argparse.Namespace, base: ArchiveSettings | None = None
+) -> ArchiveSettings:
     settings = base or ArchiveSettings()
     cache_changes: dict[str, object] = {}
     for flag, key in (
@@ -90,6 +96,8 @@ def archive_settings(args: argparse.Namespace, base: ArchiveSettings | None = No
         ("block_size", "block_size"),
         ("cache_size", "block_cache_bytes"),
         ("prefetch_cap", "prefetch_cap"),
+        ("readahead_min", "readahead_min"),
+        ("readahead_max", "readahead_max"),
         ("listing_ttl", "listing_ttl"),
     ):
         value = getattr(args, flag, None)

@@ -20,7 +20,10 @@ from desfs.pack_options import PackOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "desfs" / "sample"
-WORDS = "archive invoice report scan ledger zażółć gęślą jaźń 日本 lorem ipsum dolor".split()
+WORDS = [
+    "archive", "invoice", "report", "scan", "ledger", "zażółć",
+    "gęślą", "jaźń", "日本", "lorem", "ipsum", "dolor",
+]  # fmt: skip
 
 
 def write_files(directory: Path, seed: int) -> dict[str, dict[str, object]]:
@@ -56,13 +59,19 @@ def main() -> None:
         pack_directory(
             first,
             SAMPLE,
-            PackOptions(format=Format.DESHEAD1, day=date(2024, 12, 3), shard_bits=2, metadata=meta_a),
+            PackOptions(
+                format=Format.DESHEAD1, day=date(2024, 12, 3), shard_bits=2, metadata=meta_a
+            ),
         )
         pack_directory(
             second,
             SAMPLE,
             PackOptions(
-                format=Format.DES2, day=date(2024, 12, 4), shard_bits=4, codec=Codec.ZSTD, metadata=meta_b
+                format=Format.DES2,
+                day=date(2024, 12, 4),
+                shard_bits=4,
+                codec=Codec.ZSTD,
+                metadata=meta_b,
             ),
         )
     print(f"wrote {sum(1 for _ in SAMPLE.rglob('*.des'))} containers to {SAMPLE}")

@@ -116,9 +116,7 @@ class Catalog:
 
     async def _list_root(self) -> _RootView:
         first = await self._storage.list_page("", "/", None)
-        layouts = self._forced or detect_layouts(
-            (o.key for o in first.objects), first.prefixes
-        )
+        layouts = self._forced or detect_layouts((o.key for o in first.objects), first.prefixes)
         view = _RootView(days={})
         if layouts == {Layout.DES_FLAT} and first.next_token is not None:
             # A big flat source: one "_"-delimited LIST names every day without paging

@@ -21,11 +21,11 @@ from desfs.config import CacheSettings, LayoutSettings
 from desfs.errors import DesfsError, FormatError, PartialContainer
 from desfs.format.container import open_container
 from desfs.format.model import ContainerIndex, Format, NeedBytes
+from desfs.fs.catalog import ContainerRef
 from desfs.namespace.tombstones import tombstoned_uids
 from desfs.namespace.tree import ShardTree, build_tree
 from desfs.storage.aio import AsyncStorage
 from desfs.storage.base import Blob
-from desfs.fs.catalog import ContainerRef
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from desfs.fs.attributes import (
 )
 from desfs.fs.catalog import ContainerRef
 from desfs.fs.containers import Container
-from desfs.fs.inodes import InodeTable
+from desfs.fs.inodes import InodeTable, entry_inode, hashed_inode, shard_inode
 from desfs.fs.reader import Stream
 from desfs.namespace.layout import external_key
 from desfs.namespace.tree import DirNode, FileNode
@@ -55,6 +55,7 @@ class Child:
     name: str
     identity: Identity
     node: Node
+    preferred_ino: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,7 @@ class DesFilesystem:
 
     async def lookup(self, parent: int, name: str) -> Attr:
         child = await self._child(self._node(parent), name)
-        ino = self.inodes.remember(child.identity, child.node)
+        ino = self.remember(child)
         return await self._attr(ino, child.node)
 
     async def getattr(self, ino: int) -> Attr:
@@ -101,10 +102,10 @@ class DesFilesystem:
 
     def attr_of(self, child: Child) -> Attr:
         """Attributes for a readdir entry, before the kernel has looked it up."""
-        return self._attr_now(self.inodes.number(child.identity), child.node)
+        return self._attr_now(self.inodes.number(child.identity, child.preferred_ino), child.node)
 
     def remember(self, child: Child) -> int:
-        return self.inodes.remember(child.identity, child.node)
+        return self.inodes.remember(child.identity, child.preferred_ino, child.node)
 
     def forget(self, ino: int, nlookup: int) -> None:
         self.inodes.forget(ino, nlookup)
@@ -145,9 +146,7 @@ class DesFilesystem:
         if opened is None:
             raise NotFound(f"no open file handle {fh}")
         ref = opened.file
-        return await self.archive.reader.read(
-            ref.container, ref.entry, offset, size, opened.stream
-        )
+        return await self.archive.reader.read(ref.container, ref.entry, offset, size, opened.stream)
 
     def release(self, fh: int) -> None:
         self._files.pop(fh, None)
@@ -199,28 +198,29 @@ class DesFilesystem:
 
     async def _children(self, node: Node) -> list[Child]:
         if isinstance(node, RootDir):
-            return [Child(day, ("day", day), DayDir(day)) for day in await self.archive.catalog.days()]
+            return [_day_child(day) for day in await self.archive.catalog.days()]
         if isinstance(node, DayDir):
             listing = await self.archive.catalog.day(node.day)
             return [
-                Child(shard, ("shard", node.day, shard), ShardStub(node.day, shard, ref))
+                _shard_child(node.day, shard, ref)
                 for shard, ref in listing.shards.items()
                 if not self.archive.loader.known_partial(ref)
             ]
         if isinstance(node, ShardStub):
             return _tree_children(node.day, node.shard, await self._load(node), "")
         if isinstance(node, ShardDir):
-            return _tree_children(node.day, node.container.ref.name.shard, node.container, node.path)
+            return _tree_children(
+                node.day, node.container.ref.name.shard, node.container, node.path
+            )
         raise NotADirectory(f"{node} is not a directory")
 
     async def _child(self, parent: Node, name: str) -> Child:
         if isinstance(parent, RootDir):
             if name not in await self.archive.catalog.days():
                 raise NotFound(f"no day {name!r}")
-            return Child(name, ("day", name), DayDir(name))
+            return _day_child(name)
         if isinstance(parent, DayDir):
-            ref = await self.archive.shard_ref(parent.day, name)
-            return Child(name, ("shard", parent.day, name), ShardStub(parent.day, name, ref))
+            return _shard_child(parent.day, name, await self.archive.shard_ref(parent.day, name))
         if isinstance(parent, ShardStub):
             return _tree_child(parent.day, parent.shard, await self._load(parent), "", name)
         if isinstance(parent, ShardDir):
@@ -240,13 +240,18 @@ class DesFilesystem:
         if isinstance(node, ShardStub):
             return Attr.directory(ino, container_mtime_ns(node.ref), owner, self._listing_ttl)
         if isinstance(node, ShardDir):
-            return Attr.directory(ino, container_mtime_ns(node.container.ref), owner, self._entry_ttl)
+            return Attr.directory(
+                ino, container_mtime_ns(node.container.ref), owner, self._entry_ttl
+            )
         mtime = entry_mtime_ns(node.container, node.entry)
         return Attr.file(ino, node.entry.size, mtime, owner, self._entry_ttl)
 
 
 def _tree_children(day: str, shard: str, container: Container, path: str) -> list[Child]:
-    return [_wrap(day, shard, container, path, name, node) for name, node in container.tree.listdir(path)]
+    return [
+        _wrap(day, shard, container, path, name, node)
+        for name, node in container.tree.listdir(path)
+    ]
 
 
 def _tree_child(day: str, shard: str, container: Container, path: str, name: str) -> Child:
@@ -256,12 +261,22 @@ def _tree_child(day: str, shard: str, container: Container, path: str, name: str
     return _wrap(day, shard, container, path, name, node)
 
 
+def _day_child(day: str) -> Child:
+    return Child(day, ("day", day), DayDir(day), hashed_inode("day", day))
+
+
+def _shard_child(day: str, shard: str, ref: ContainerRef) -> Child:
+    return Child(shard, ("shard", day, shard), ShardStub(day, shard, ref), shard_inode(day, shard))
+
+
 def _wrap(
     day: str, shard: str, container: Container, path: str, name: str, node: FileNode | DirNode
 ) -> Child:
     full = f"{path}/{name}" if path else name
+    base = shard_inode(day, shard)
     if isinstance(node, FileNode):
         entry = container.index.entries[node.position]
-        return Child(name, ("file", day, shard, full), FileRef(day, container, full, entry))
-    return Child(name, ("dir", day, shard, full), ShardDir(day, container, full))
-
+        ino = entry_inode(base, node.position, False)
+        return Child(name, ("file", day, shard, full), FileRef(day, container, full, entry), ino)
+    ino = entry_inode(base, container.tree.first_position(node), True)
+    return Child(name, ("dir", day, shard, full), ShardDir(day, container, full), ino)

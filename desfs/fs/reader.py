@@ -83,9 +83,7 @@ class _State:
 class EntryReader:
     """Reads byte ranges of entries for the filesystem model and the CLI."""
 
-    def __init__(
-        self, storage: AsyncStorage, cache: CacheSettings, layout: LayoutSettings
-    ) -> None:
+    def __init__(self, storage: AsyncStorage, cache: CacheSettings, layout: LayoutSettings) -> None:
         self._storage = storage
         self._settings = cache
         self._bigfiles = layout.bigfiles_dir
@@ -309,9 +307,7 @@ class EntryReader:
             self._state.externals[state_key] = ext
         return ext
 
-    async def _payload_external(
-        self, container: Container, entry: Entry, ext: _External
-    ) -> bytes:
+    async def _payload_external(self, container: Container, entry: Entry, ext: _External) -> bytes:
         key = (container.object_id, entry.position)
         found = self._payloads.get(key)
         if found is not None:
@@ -338,7 +334,9 @@ def _check_external(key: str, entry: Entry, data: bytes) -> None:
 
 def _successors(container: Container, entry: Entry) -> list[Entry]:
     entries = container.index.entries
-    return [e for e in entries[entry.position + 1 : entry.position + 1 + 4096] if e.external is None]
+    return [
+        e for e in entries[entry.position + 1 : entry.position + 1 + 4096] if e.external is None
+    ]
 
 
 def _next_window(window: int, settings: CacheSettings) -> int:

@@ -35,7 +35,9 @@ class MountOptions:
     allow_nonempty: bool = False
     max_requests: int = 64  # concurrent FUSE handlers (pyfuse3 max_tasks)
     shutdown_grace: float = 10.0  # seconds in-flight requests get after SIGTERM
-    read_ahead_kb: int = 1024  # bdi readahead of the mount when running as root; 0 keeps the default
+    read_ahead_kb: int = (
+        1024  # bdi readahead of the mount when running as root; 0 keeps the default
+    )
 
     def fuse_options(self) -> set[str]:
         options = {
@@ -78,9 +80,7 @@ def _clean_stale(path: str) -> None:
         raise MountpointError(f"{path} is a dead mount and could not be unmounted: {done.stderr}")
 
 
-def serve(
-    ops: FuseOperations, options: MountOptions, on_ready: Callable[[], None]
-) -> None:
+def serve(ops: FuseOperations, options: MountOptions, on_ready: Callable[[], None]) -> None:
     """Mount, serve until unmounted or signalled, and always unmount."""
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:

@@ -1,4 +1,4 @@
-"""sd_notify without a dependency: tell systemd (Type=notify) when the mount is ready or stopping."""
+"""sd_notify without a dependency: tell systemd when the mount is ready or stopping."""
 
 from __future__ import annotations
 

@@ -190,6 +190,16 @@ class ShardTree:
             raise NotFound(f"no such directory in the shard: {path!r}")
         return _Listing(self, path, self._kids[dir_id], self._order[dir_id])
 
+    def first_position(self, directory: DirNode) -> int:
+        """The index position of the directory's first file, depth first (0 if empty)."""
+        dir_id = directory.id
+        while self._order[dir_id]:
+            code = self._kids[dir_id][self._order[dir_id][0]]
+            if code >= 0:
+                return code
+            dir_id = ~code
+        return 0
+
     def walk(self) -> Iterator[tuple[str, Node]]:
         """Every path below the root, depth first, in listing order."""
         stack: list[tuple[int, str, Iterator[str]]] = [(0, "", iter(self._order[0]))]

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from tests.support.fixtures import cases, load_manifest
-from tests.support.mounting import Mounted, needs_fuse
 from tests.support.moto_server import MotoServer, upload_tree
+from tests.support.mounting import Mounted, needs_fuse
 
 pytestmark = needs_fuse()
 

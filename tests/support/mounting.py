@@ -112,7 +112,9 @@ class Mounted:
             raise
 
     def cleanup(self) -> None:
-        subprocess.run(["fusermount3", "-u", "-z", str(self.path)], capture_output=True, check=False)
+        subprocess.run(
+            ["fusermount3", "-u", "-z", str(self.path)], capture_output=True, check=False
+        )
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -127,6 +129,8 @@ class Mounted:
         except OSError:
             return "(no daemon log)"
 
-    def run(self, *command: str, timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    def run(
+        self, *command: str, timeout: float = 60.0, check: bool = True
+    ) -> subprocess.CompletedProcess[bytes]:
         """Run an ordinary tool with a timeout, so a hung mount fails the test, not CI."""
         return subprocess.run(command, capture_output=True, timeout=timeout, check=check)

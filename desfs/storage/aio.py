@@ -1,0 +1,63 @@
+"""The one place where blocking storage calls cross into trio worker threads.
+
+Every call holds a token of one CapacityLimiter for as long as its thread runs, so no
+more than `max_concurrency` requests are ever in flight; for S3 that number is the
+connection pool size, so no thread waits for a connection. A cancelled caller returns at
+once (the thread is abandoned, finishes on its own and only then gives its token back),
+so cancellation never wedges the limiter and never leaves it over-subscribed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
+
+import trio
+
+from desfs.errors import UsageError
+from desfs.storage.base import Blob, ListPage, Storage
+from desfs.storage.counters import RequestCounters
+
+T = TypeVar("T")
+
+
+class AsyncStorage:
+    """Async facade over a synchronous Storage, with bounded concurrency."""
+
+    def __init__(self, storage: Storage, max_concurrency: int) -> None:
+        if max_concurrency < 1:
+            raise UsageError(f"storage concurrency must be at least 1, got {max_concurrency}")
+        self.storage = storage
+        self.limiter = trio.CapacityLimiter(max_concurrency)
+
+    @property
+    def counters(self) -> RequestCounters:
+        return self.storage.counters
+
+    def describe(self) -> str:
+        return self.storage.describe()
+
+    async def list_page(self, prefix: str, delimiter: str, token: str | None) -> ListPage:
+        return await self._run(lambda: self.storage.list_page(prefix, delimiter, token))
+
+    async def read_range(self, key: str, start: int, end: int, etag: str | None) -> bytes:
+        return await self._run(lambda: self.storage.read_range(key, start, end, etag))
+
+    async def read_suffix(self, key: str, length: int) -> Blob:
+        return await self._run(lambda: self.storage.read_suffix(key, length))
+
+    async def read_object(self, key: str) -> Blob:
+        return await self._run(lambda: self.storage.read_object(key))
+
+    async def iter_pages(self, prefix: str, delimiter: str) -> AsyncIterator[ListPage]:
+        """Every page of a listing in order; only one page is held at a time."""
+        token: str | None = None
+        while True:
+            page = await self.list_page(prefix, delimiter, token)
+            yield page
+            if page.next_token is None:
+                return
+            token = page.next_token
+
+    async def _run(self, call: Callable[[], T]) -> T:
+        return await trio.to_thread.run_sync(call, limiter=self.limiter, abandon_on_cancel=True)

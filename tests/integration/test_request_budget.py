@@ -1,0 +1,180 @@
+"""The request budget of design-brief §2, counted on the server side by a proxy in front of
+the moto server while ordinary tools (`ls`, `stat`, `cat`, `cp -r`) use a real mount."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from desfs.format.model import Format
+from desfs.pack import pack_directory
+from desfs.pack_options import PackOptions
+from tests.support.moto_server import MotoServer, upload_tree
+from tests.support.mounting import Mounted, needs_fuse
+from tests.support.s3proxy import RequestRecord, S3Proxy
+
+pytestmark = [needs_fuse(), pytest.mark.s3]
+
+MiB = 1024 * 1024
+PREFETCH_CAP = 256 * 1024
+SMALL_FILES = 300
+BIG_FILE = 24 * MiB
+READAHEAD_MAX = 4 * MiB
+
+
+@dataclass(frozen=True)
+class Layout:
+    mnt: Path
+    proxy: S3Proxy
+    files: dict[str, bytes]  # relative path in the mount -> bytes
+
+
+def _make_source(root: Path) -> dict[str, bytes]:
+    rng = random.Random(7)
+    src = root / "src"
+    files: dict[str, bytes] = {}
+    for i in range(SMALL_FILES):
+        files[f"docs/file-{i:04d}.txt"] = rng.randbytes(rng.randint(200, 6000))
+    files["docs/empty.txt"] = b""
+    files["big/large.bin"] = rng.randbytes(1 * MiB) * (BIG_FILE // MiB)
+    for name, data in files.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(data)
+    out = root / "bucket"
+    # One shard for everything keeps the test's arithmetic plain.
+    options = PackOptions(format=Format.DESHEAD1, day=date(2024, 12, 3), shard_bits=1)
+    report = pack_directory(src, out, options)
+    assert len(report.containers) >= 1
+    return files
+
+
+@pytest.fixture(scope="module")
+def budget_mount(
+    tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer, s3_client: Any
+) -> Iterator[Layout]:
+    root = tmp_path_factory.mktemp("budget")
+    files = _make_source(root)
+    s3_client.create_bucket(Bucket="budget")
+    upload_tree(s3_client, "budget", root / "bucket", "")
+    proxy = S3Proxy(moto_server.port).start()
+    env = {**moto_server.env(), "AWS_ENDPOINT_URL": proxy.url}
+    args = ["--prefetch-cap", str(PREFETCH_CAP), "--readahead-max", str(READAHEAD_MAX)]
+    try:
+        with Mounted("s3://budget", root / "mnt", root / "daemon.log", args, env) as mount:
+            yield Layout(mount.path, proxy, files)
+    finally:
+        proxy.stop()
+
+
+def _shard_of(layout: Layout, relative: str) -> Path:
+    day = layout.mnt / "2024-12-03"
+    for shard in sorted(day.iterdir()):
+        if (shard / relative).exists():
+            return shard
+    raise AssertionError(f"{relative} not found in any shard")
+
+
+def _gets(records: list[RequestRecord]) -> list[RequestRecord]:
+    return [r for r in records if r.kind in ("get", "get_range", "head")]
+
+
+def _range_length(record: RequestRecord) -> int:
+    assert record.range is not None
+    match = re.fullmatch(r"bytes=(\d+)-(\d+)", record.range)
+    assert match, record.range
+    return int(match[2]) - int(match[1]) + 1
+
+
+def test_listing_and_open_costs(budget_mount: Layout) -> None:
+    layout, proxy = budget_mount, budget_mount.proxy
+    subprocess.run(["ls", str(layout.mnt / "2024-12-03")], check=True, timeout=30)
+    shards = sorted((layout.mnt / "2024-12-03").iterdir())
+    proxy.reset_counts()
+    subprocess.run(["ls", str(shards[0])], check=True, timeout=30, capture_output=True)
+    opened = proxy.requests
+    assert [r.kind for r in opened] == ["get_range"], opened
+    assert opened[0].range is not None and opened[0].range.startswith("bytes=-")
+    proxy.reset_counts()
+    subprocess.run(["ls", "-lR", str(shards[0])], check=True, timeout=30, capture_output=True)
+    subprocess.run(["stat", str(shards[0])], check=True, timeout=30, capture_output=True)
+    assert proxy.requests == [], "stat and ls -l of a loaded shard must cost nothing"
+    missing = shards[0] / "docs" / "no-such-file"
+    assert not missing.exists()
+    assert proxy.requests == [], "a name not in a loaded index costs nothing"
+
+
+def test_small_file_is_one_exact_get_then_cached(budget_mount: Layout) -> None:
+    layout, proxy = budget_mount, budget_mount.proxy
+    name = "docs/file-0150.txt"
+    path = _shard_of(layout, name) / name
+    subprocess.run(["stat", str(path)], check=True, timeout=30, capture_output=True)
+    proxy.reset_counts()
+    data = subprocess.run(["cat", str(path)], check=True, timeout=30, capture_output=True).stdout
+    assert data == layout.files[name]
+    gets = _gets(proxy.requests)
+    assert len(gets) == 1 and _range_length(gets[0]) == len(data), gets
+    proxy.reset_counts()
+    again = subprocess.run(["cat", str(path)], check=True, timeout=30, capture_output=True).stdout
+    assert again == data and _gets(proxy.requests) == []
+
+
+def test_empty_file_costs_nothing(budget_mount: Layout) -> None:
+    layout, proxy = budget_mount, budget_mount.proxy
+    path = _shard_of(layout, "docs/empty.txt") / "docs/empty.txt"
+    subprocess.run(["stat", str(path)], check=True, timeout=30, capture_output=True)
+    proxy.reset_counts()
+    assert path.read_bytes() == b""
+    assert proxy.requests == []
+
+
+def test_cp_r_of_a_shard_is_coalesced(budget_mount: Layout, tmp_path: Path) -> None:
+    layout, proxy = budget_mount, budget_mount.proxy
+    shard = _shard_of(layout, "docs/file-0000.txt")
+    subprocess.run(["ls", "-R", str(shard)], check=True, timeout=30, capture_output=True)
+    proxy.reset_counts()
+    subprocess.run(
+        ["cp", "-r", str(shard / "docs"), str(tmp_path / "copy")], check=True, timeout=120
+    )
+    copied = sorted((tmp_path / "copy").iterdir())
+    small = {f"docs/{p.name}": layout.files[f"docs/{p.name}"] for p in copied}
+    assert len(small) >= SMALL_FILES // 4, "the shard should hold a good part of the files"
+    for path in copied:
+        assert path.read_bytes() == small[f"docs/{path.name}"], path
+    gets = _gets(proxy.requests)
+    total = sum(len(v) for v in small.values())
+    bound = 2 + math.ceil(total / PREFETCH_CAP)
+    # One GET per prefetch cap of neighbouring files, not one per file.
+    assert len(gets) <= bound, (len(gets), bound, len(small), [r.range for r in gets][:20])
+    fetched = sum(r.bytes for r in gets)
+    assert fetched <= 1.5 * total + PREFETCH_CAP
+
+
+def test_large_sequential_read_grows_then_caps(budget_mount: Layout) -> None:
+    layout, proxy = budget_mount, budget_mount.proxy
+    name = "big/large.bin"
+    path = _shard_of(layout, name) / name
+    subprocess.run(["stat", str(path)], check=True, timeout=30, capture_output=True)
+    proxy.reset_counts()
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 * MiB):
+            digest.update(chunk)
+    assert digest.hexdigest() == hashlib.sha256(layout.files[name]).hexdigest()
+    sizes = [_range_length(r) for r in _gets(proxy.requests)]
+    assert sizes, "the read needed no GET at all?"
+    assert sizes[0] <= 1 * MiB + 256 * 1024, sizes
+    growth = math.ceil(math.log2(READAHEAD_MAX / MiB)) + 1
+    linear = math.ceil(BIG_FILE / READAHEAD_MAX)
+    assert len(sizes) <= growth + linear + 2, sizes
+    assert max(sizes) <= READAHEAD_MAX + 256 * 1024, sizes
+    assert sum(sizes) <= BIG_FILE + READAHEAD_MAX, sizes

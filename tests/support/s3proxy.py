@@ -1,0 +1,290 @@
+"""A counting, fault-injecting HTTP proxy in front of the moto server (stdlib only).
+
+It runs in threads of the test process: tests read `requests` and set faults directly.
+Requests are forwarded verbatim (Host and Authorization untouched, so signatures stay
+valid); point a path-style client at `proxy.url`. Each request is recorded with its kind
+as desfs counts them: "list", "get" (no Range), "get_range", "head", or "other".
+
+Faults apply to the next requests in the order they were queued: an S3 error reply
+(`fail_next`), a connection reset (`reset_next`), a stall longer than the client's read
+timeout (`stall_next`), a body cut short (`truncate_next`); `latency` delays every reply.
+`stop()`/`start()` take the endpoint away and bring it back on the same port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import socket
+import struct
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    method: str
+    path: str
+    query: str
+    range: str | None
+    status: int  # 0 when no reply was sent (reset, stall)
+    bytes: int  # body bytes sent to the client
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Fault:
+    action: str  # "fail", "reset", "stall", "truncate"
+    status: int = 0
+    code: str = ""
+    seconds: float = 0.0
+
+
+class S3Proxy:
+    def __init__(self, upstream_port: int, port: int = 0) -> None:
+        self.upstream_port = upstream_port
+        self.port = port
+        self.latency = 0.0
+        self._lock = threading.Lock()
+        self._records: list[RequestRecord] = []
+        self._faults: deque[_Fault] = deque()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._clients: set[socket.socket] = set()
+        self.stopping = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> S3Proxy:
+        self.stopping.clear()
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_class(self))
+        server.daemon_threads = True
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and cut every open client connection (a vanished endpoint)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self.stopping.set()
+        server.shutdown()
+        server.server_close()
+        with self._lock:
+            clients = list(self._clients)
+        for sock in clients:
+            _abort(sock)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    # --- faults -------------------------------------------------------------------
+
+    def fail_next(self, count: int, status: int = 503, code: str = "SlowDown") -> None:
+        self._queue(count, _Fault("fail", status=status, code=code))
+
+    def reset_next(self, count: int) -> None:
+        self._queue(count, _Fault("reset"))
+
+    def stall_next(self, count: int, seconds: float) -> None:
+        self._queue(count, _Fault("stall", seconds=seconds))
+
+    def truncate_next(self, count: int) -> None:
+        self._queue(count, _Fault("truncate"))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+        self.latency = 0.0
+
+    # --- counts -------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        with self._lock:
+            return list(self._records)
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(r.kind for r in self.requests))
+
+    def bytes_sent(self) -> int:
+        return sum(r.bytes for r in self.requests)
+
+    # --- used by the handler ------------------------------------------------------
+
+    def _queue(self, count: int, fault: _Fault) -> None:
+        with self._lock:
+            self._faults.extend([fault] * count)
+
+    def next_fault(self) -> _Fault | None:
+        with self._lock:
+            return self._faults.popleft() if self._faults else None
+
+    def record(self, record: RequestRecord) -> None:
+        with self._lock:
+            self._records.append(record)
+
+    def track(self, sock: socket.socket, alive: bool) -> None:
+        with self._lock:
+            if alive:
+                self._clients.add(sock)
+            else:
+                self._clients.discard(sock)
+
+    def __enter__(self) -> S3Proxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def request_kind(method: str, path: str, query: str, range_: str | None) -> str:
+    if method == "HEAD":
+        return "head"
+    if method != "GET":
+        return "other"
+    bucket_only = "/" not in path.strip("/")
+    if bucket_only or "list-type" in query:
+        return "list"
+    return "get_range" if range_ else "get"
+
+
+def error_body(code: str, message: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message>"
+        "<RequestId>desfs-test-proxy</RequestId></Error>"
+    ).encode()
+
+
+def _abort(sock: socket.socket) -> None:
+    """Close with RST rather than FIN: what a crashed or vanished peer looks like."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _handler_class(proxy: S3Proxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(_ProxyHandler):
+        pass
+
+    Handler.proxy = proxy
+    return Handler
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    proxy: S3Proxy
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.proxy.track(self.connection, alive=True)
+
+    def finish(self) -> None:
+        self.proxy.track(self.connection, alive=False)
+        with contextlib.suppress(OSError):  # the client may already be gone
+            super().finish()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # keep test output clean
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_HEAD(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        fault = self.proxy.next_fault()
+        if self.proxy.latency and self.proxy.stopping.wait(self.proxy.latency):
+            return self._abort()
+        if fault is not None and fault.action in ("reset", "stall"):
+            self._record(0, 0)  # now: a stalled request was seen even if the test ends first
+            if fault.action == "stall":
+                self.proxy.stopping.wait(fault.seconds)
+            return self._abort()
+        if fault is not None and fault.action == "fail":
+            payload = error_body(fault.code, "injected by the test proxy")
+            return self._reply(fault.status, "Injected", [], payload, cut=False)
+        status, reason, headers, payload = self._forward(body)
+        self._reply(status, reason, headers, payload, cut=fault is not None)
+
+    def _forward(self, body: bytes) -> tuple[int, str, list[tuple[str, str]], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.proxy.upstream_port, timeout=30)
+        try:
+            conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+            for name, value in self.headers.items():
+                conn.putheader(name, value)
+            conn.endheaders(body or None)
+            reply = conn.getresponse()
+            payload = reply.read()
+            return reply.status, reply.reason, reply.getheaders(), payload
+        except OSError:
+            return 502, "Bad Gateway", [], error_body("BadGateway", "upstream unreachable")
+        finally:
+            conn.close()
+
+    def _reply(
+        self, status: int, reason: str, headers: list[tuple[str, str]], payload: bytes, cut: bool
+    ) -> None:
+        head = self.command == "HEAD"
+        self.send_response_only(status, reason)
+        declared = len(payload)
+        for name, value in headers:
+            if name.lower() == "content-length" and head:
+                declared = int(value)
+            if name.lower() not in _HOP_BY_HOP:
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(declared))
+        if not headers:
+            self.send_header("Content-Type", "application/xml")
+        sent = 0 if head else (len(payload) // 2 if cut else len(payload))
+        # Recorded before the client can see the end of the reply, so a test that
+        # inspects `requests` right after its call returns always finds it.
+        self._record(status, sent)
+        self.end_headers()
+        if sent:
+            self.wfile.write(payload[:sent])
+        self.wfile.flush()
+        if cut:
+            # A clean FIN mid-body: the client sees fewer bytes than Content-Length.
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_WR)
+
+    def _abort(self) -> None:
+        self.close_connection = True
+        _abort(self.connection)
+
+    def _record(self, status: int, sent: int) -> None:
+        parts = urlsplit(self.path)
+        range_ = self.headers.get("Range")
+        kind = request_kind(self.command, parts.path, parts.query, range_)
+        self.proxy.record(
+            RequestRecord(self.command, parts.path, parts.query, range_, status, sent, kind)
+        )
