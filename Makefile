@@ -16,9 +16,11 @@ setup: $(STAMP)
 demo: $(STAMP)
 	scripts/demo.sh "$(MNT)"
 
+LINTED := desfs tests scripts $(wildcard bench)
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check desfs tests bench
-	$(VENV)/bin/ruff format --check desfs tests bench
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
