@@ -60,14 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_offline(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ls = sub.add_parser("ls", help="list days, shards or files")
     add_source_options(ls)
-    ls.add_argument("path", nargs="?", default="/", metavar="PATH")
+    ls.add_argument("paths", nargs="*", default=["/"], metavar="PATH", help="default: /")
     ls.add_argument("--all", "-a", action="store_true", help="show hidden names and why")
     ls.add_argument("--long", "-l", action="store_true", help="show sizes")
     ls.set_defaults(handler=_run_ls)
 
     cat = sub.add_parser("cat", help="write a file's bytes to stdout")
     add_source_options(cat)
-    cat.add_argument("path", metavar="PATH")
+    cat.add_argument("paths", nargs="+", metavar="PATH", help="one or more; bytes concatenated")
     raw = cat.add_mutually_exclusive_group()
     raw.add_argument("--name", help="read by raw entry name inside the shard PATH")
     raw.add_argument("--name-hex", help="read by raw entry name, given as hex bytes")
@@ -75,7 +75,7 @@ def _add_offline(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     stat = sub.add_parser("stat", help="JSON description of a file, shard or day")
     add_source_options(stat)
-    stat.add_argument("path", metavar="PATH")
+    stat.add_argument("paths", nargs="+", metavar="PATH", help="several give a JSON list")
     stat.set_defaults(handler=_run_stat)
 
     verify = sub.add_parser("verify", help="parse and decode everything; exit 1 on damage")
@@ -95,7 +95,11 @@ def _open(args: argparse.Namespace) -> Source:
 
 def _run_ls(args: argparse.Namespace) -> int:
     source = _open(args)
-    trio.run(offline.ls, source, args.path, args.all, args.long, sys.stdout)
+    for i, path in enumerate(args.paths):
+        if len(args.paths) > 1:
+            # Like ls(1): a header per directory when several are listed.
+            sys.stdout.write(f"{chr(10) if i else ''}{path}:\n")
+        trio.run(offline.ls, source, path, args.all, args.long, sys.stdout)
     return ExitCode.OK
 
 
@@ -109,13 +113,16 @@ def _run_cat(args: argparse.Namespace) -> int:
             raw = bytes.fromhex(args.name_hex)
         except ValueError:
             raise UsageError(f"--name-hex: {args.name_hex!r} is not hex") from None
-    trio.run(offline.cat, source, args.path, raw, sys.stdout.buffer)
+    if raw is not None and len(args.paths) != 1:
+        raise UsageError("--name and --name-hex take exactly one shard PATH")
+    for path in args.paths:
+        trio.run(offline.cat, source, path, raw, sys.stdout.buffer)
     return ExitCode.OK
 
 
 def _run_stat(args: argparse.Namespace) -> int:
     source = _open(args)
-    trio.run(offline.stat, source, args.path, sys.stdout)
+    trio.run(offline.stat, source, args.paths, sys.stdout)
     return ExitCode.OK
 
 

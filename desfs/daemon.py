@@ -39,6 +39,7 @@ _VALUED = {
     "tail_window": "tail_window", "block_size": "block_size", "cache_size": "cache_size",
     "prefetch_cap": "prefetch_cap", "listing_ttl": "listing_ttl", "entry_ttl": "entry_ttl",
     "log_file": "log_file", "log_level": "log_level",
+    "index_cache_size": "index_cache_size", "max_inodes": "max_inodes",
 }  # fmt: skip
 _FLAGS = {
     "allow_other": "allow_other",
@@ -61,6 +62,9 @@ def add_mount_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     mount.add_argument("--gid", type=int)
     mount.add_argument("--umask", type=lambda v: int(v, 8))
     mount.add_argument("--entry-ttl", type=float, help="kernel cache seconds for shard contents")
+    mount.add_argument(
+        "--max-inodes", type=int, help="entries the kernel may cache before desfs drops the oldest"
+    )
     mount.add_argument("--max-requests", type=int, default=64)
     mount.add_argument("--log-file")
     mount.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
@@ -98,7 +102,7 @@ def _set_valued(args: argparse.Namespace, dest: str, value: str) -> None:
         "connect_timeout": float, "read_timeout": float, "listing_ttl": float,
         "entry_ttl": float, "max_attempts": int, "max_connections": int,
         "tail_window": parse_size, "block_size": parse_size, "cache_size": parse_size,
-        "prefetch_cap": parse_size,
+        "prefetch_cap": parse_size, "index_cache_size": parse_size, "max_inodes": int,
     }  # fmt: skip
     try:
         setattr(args, dest, converters.get(dest, str)(value))

@@ -8,7 +8,7 @@ import time
 
 from desfs.errors import UsageError
 from desfs.fs.attributes import Ownership
-from desfs.fs.filesystem import DesFilesystem
+from desfs.fs.filesystem import DEFAULT_INODE_LIMIT, DesFilesystem
 from desfs.fuse.mount import MountOptions
 from desfs.fuse.operations import FuseOperations
 from desfs.sources import Source
@@ -45,7 +45,10 @@ def build_operations(
         }
 
     entry_ttl = args.entry_ttl if args.entry_ttl is not None else DEFAULT_ENTRY_TTL
-    fs = DesFilesystem(archive, owner, entry_ttl, stats)
+    limit = args.max_inodes if args.max_inodes is not None else DEFAULT_INODE_LIMIT
+    if limit < 1:
+        raise UsageError(f"--max-inodes must be at least 1, not {limit}")
+    fs = DesFilesystem(archive, owner, entry_ttl, stats, limit)
     options = MountOptions(
         mountpoint=os.path.abspath(args.mountpoint),
         fsname=f"desfs:{args.source}"[:200].replace(",", "_"),

@@ -94,9 +94,10 @@ async def _chunks(source: Source, container: Container, entry: Entry) -> AsyncIt
         yield await source.archive.reader.read(container, entry, offset, step, stream)
 
 
-async def stat(source: Source, path: str, out: TextIO) -> None:
-    target = await resolve(source, path)
-    json.dump(_describe(target), out, indent=2, sort_keys=True, ensure_ascii=False)
+async def stat(source: Source, paths: list[str], out: TextIO) -> None:
+    found = [_describe(await resolve(source, path)) for path in paths]
+    document: object = found[0] if len(found) == 1 else found
+    json.dump(document, out, indent=2, sort_keys=True, ensure_ascii=False)
     out.write("\n")
 
 

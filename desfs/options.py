@@ -52,6 +52,7 @@ def add_source_options(parser: argparse.ArgumentParser, positional: bool = True)
     cache.add_argument("--tail-window", type=_size, help="suffix GET size at open (64KiB)")
     cache.add_argument("--block-size", type=_size)
     cache.add_argument("--cache-size", type=_size, help="block and payload cache budget")
+    cache.add_argument("--index-cache-size", type=_size, help="parsed container index budget")
     cache.add_argument("--prefetch-cap", type=_size, help="one GET over neighbouring files")
     cache.add_argument("--readahead-min", type=_size, help="first readahead window")
     cache.add_argument("--readahead-max", type=_size, help="readahead doubles up to this")
@@ -95,6 +96,7 @@ def archive_settings(
         ("tail_window", "tail_window"),
         ("block_size", "block_size"),
         ("cache_size", "block_cache_bytes"),
+        ("index_cache_size", "index_cache_bytes"),
         ("prefetch_cap", "prefetch_cap"),
         ("readahead_min", "readahead_min"),
         ("readahead_max", "readahead_max"),

@@ -63,9 +63,9 @@ def container_mtime_ns(ref: ContainerRef) -> int:
     return int(ref.mtime * NS)
 
 
-def entry_mtime_ns(container: Container, entry: Entry) -> int:
+def entry_mtime_ns(ref: ContainerRef, entry: Entry) -> int:
     found = _meta_time(entry.meta)
-    return found if found is not None else container_mtime_ns(container.ref)
+    return found if found is not None else container_mtime_ns(ref)
 
 
 def _meta_time(meta: bytes) -> int | None:

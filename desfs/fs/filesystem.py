@@ -5,6 +5,11 @@ translates. Root and day directories change as the store gains days and containe
 their entries carry the listing TTL; shard contents are immutable and carry the long
 `entry_ttl`. A shard directory loads its container on the first operation that needs
 the index (opendir, lookup inside it), never on `ls` of the day.
+
+Memory stays bounded on huge walks: nodes name their container instead of holding it
+(see `desfs.fs.nodes`), a directory handle makes a child's node only when the kernel
+takes that entry, and past `inode_limit` remembered nodes the table names the least
+recently used ones for the FUSE layer to invalidate in the kernel.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from dataclasses import dataclass, field
 from itertools import count
 
 from desfs.errors import NotADirectory, NotFound, PartialContainer
-from desfs.fs.archive import Archive, DayDir, FileRef, RootDir, ShardDir
+from desfs.format.model import Entry
+from desfs.fs.archive import Archive, DayDir, RootDir
 from desfs.fs.attributes import (
     Attr,
     Ownership,
@@ -29,33 +35,27 @@ from desfs.fs.attributes import (
 )
 from desfs.fs.catalog import ContainerRef
 from desfs.fs.containers import Container
-from desfs.fs.inodes import InodeTable, entry_inode, hashed_inode, shard_inode
+from desfs.fs.inodes import InodeTable
+from desfs.fs.nodes import (
+    Child,
+    FileStub,
+    Node,
+    ShardStub,
+    day_child,
+    name_of,
+    shard_child,
+    tree_child,
+)
 from desfs.fs.reader import Stream
 from desfs.namespace.layout import external_key
-from desfs.namespace.tree import DirNode, FileNode
+from desfs.namespace.tree import FileNode
 
 log = logging.getLogger(__name__)
 
+DEFAULT_INODE_LIMIT = 131_072  # about 50 MiB of nodes; the kernel caches as many entries
 
-@dataclass(frozen=True, slots=True)
-class ShardStub:
-    """A shard directory as the day listing shows it; its index loads on first need."""
-
-    day: str
-    shard: str
-    ref: ContainerRef
-
-
-Node = RootDir | DayDir | ShardStub | ShardDir | FileRef
-Identity = tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Child:
-    name: str
-    identity: Identity
-    node: Node
-    preferred_ino: int
+# Offers one readdir entry (name, attributes, id of the next entry); False: buffer full.
+Offer = Callable[[str, Attr, int], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +66,28 @@ class FsStats:
     namemax: int = 255
 
 
+@dataclass(frozen=True, slots=True)
+class Invalidation:
+    """A kernel entry to drop: the node `ino`, named `name` in the directory `parent`."""
+
+    ino: int
+    parent: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Listing:
+    """An open directory: its inode and its `size` children, each made on demand."""
+
+    ino: int
+    size: int
+    child: Callable[[int], Child]
+
+
 @dataclass(slots=True)
 class _Open:
-    file: FileRef
+    container: Container
+    entry: Entry
     stream: Stream = field(default_factory=Stream)
 
 
@@ -79,14 +98,15 @@ class DesFilesystem:
         owner: Ownership,
         entry_ttl: float,
         stats: Callable[[], dict[str, object]],
+        inode_limit: int = DEFAULT_INODE_LIMIT,
     ) -> None:
         self.archive = archive
         self._owner = owner
         self._entry_ttl = entry_ttl
         self._listing_ttl = archive.settings.cache.listing_ttl
         self._stats = stats
-        self.inodes: InodeTable[Node] = InodeTable(RootDir())
-        self._dirs: dict[int, list[Child]] = {}
+        self.inodes: InodeTable[Node] = InodeTable(RootDir(), inode_limit)
+        self._dirs: dict[int, _Listing] = {}
         self._files: dict[int, _Open] = {}
         self._handles = count(1)
 
@@ -94,18 +114,11 @@ class DesFilesystem:
 
     async def lookup(self, parent: int, name: str) -> Attr:
         child = await self._child(self._node(parent), name)
-        ino = self.remember(child)
-        return await self._attr(ino, child.node)
+        ino = self._remember(child, parent)
+        return self._attr(ino, child.node)
 
     async def getattr(self, ino: int) -> Attr:
-        return await self._attr(ino, self._node(ino))
-
-    def attr_of(self, child: Child) -> Attr:
-        """Attributes for a readdir entry, before the kernel has looked it up."""
-        return self._attr_now(self.inodes.number(child.identity, child.preferred_ino), child.node)
-
-    def remember(self, child: Child) -> int:
-        return self.inodes.remember(child.identity, child.preferred_ino, child.node)
+        return self._attr(ino, self._node(ino))
 
     def forget(self, ino: int, nlookup: int) -> None:
         self.inodes.forget(ino, nlookup)
@@ -113,40 +126,63 @@ class DesFilesystem:
     def negative_ttl(self, parent: int) -> float:
         """How long a missing name under `parent` may be cached as missing (0: not at all)."""
         node = self.inodes.get(parent)
-        return self._entry_ttl if isinstance(node, ShardStub | ShardDir) else 0.0
+        return self._entry_ttl if isinstance(node, ShardStub) else 0.0
+
+    def over_limit(self) -> bool:
+        """More nodes are remembered than `inode_limit`: see `releases`."""
+        return self.inodes.over_limit()
+
+    def releases(self, most: int) -> list[Invalidation]:
+        """Up to `most` least recently used entries the kernel should drop, oldest first."""
+        return [Invalidation(r.ino, r.parent, name_of(r.node)) for r in self.inodes.surplus(most)]
+
+    def not_released(self, ino: int) -> None:
+        """The kernel had no such entry to drop; the node stays a candidate."""
+        self.inodes.unrelease(ino)
 
     # -- directories -------------------------------------------------------------------
 
     async def opendir(self, ino: int) -> int:
-        children = await self._children(self._node(ino))
+        size, child = await self._children(self._node(ino))
         fh = next(self._handles)
-        self._dirs[fh] = children
+        self._dirs[fh] = _Listing(ino, size, child)
         return fh
 
-    def readdir(self, fh: int, start: int) -> list[tuple[int, Child]]:
-        """Entries from `start` on, each with the id of the entry after it."""
-        children = self._dirs.get(fh, [])
-        return [(i + 1, children[i]) for i in range(start, len(children))]
+    def readdir(self, fh: int, start: int, offer: Offer) -> None:
+        """Offer the entries from `start` on until `offer` declines one.
+
+        Every entry `offer` accepts counts as one kernel lookup (READDIRPLUS).
+        """
+        listing = self._dirs.get(fh)
+        if listing is None:
+            return
+        for index in range(start, listing.size):
+            child = listing.child(index)
+            ino = self.inodes.number(child.identity, child.preferred_ino)
+            if not offer(child.name, self._attr(ino, child.node), index + 1):
+                return
+            self._remember(child, listing.ino)
 
     def releasedir(self, fh: int) -> None:
         self._dirs.pop(fh, None)
 
     # -- files -------------------------------------------------------------------------
 
-    def open(self, ino: int) -> int:
+    async def open(self, ino: int) -> int:
         node = self._node(ino)
-        if not isinstance(node, FileRef):
+        if not isinstance(node, FileStub):
             raise NotFound(f"inode {ino} is not a file")
+        container, entry = await self._file(node)
         fh = next(self._handles)
-        self._files[fh] = _Open(node)
+        self._files[fh] = _Open(container, entry)
         return fh
 
     async def read(self, fh: int, offset: int, size: int) -> bytes:
         opened = self._files.get(fh)
         if opened is None:
             raise NotFound(f"no open file handle {fh}")
-        ref = opened.file
-        return await self.archive.reader.read(ref.container, ref.entry, offset, size, opened.stream)
+        reader = self.archive.reader
+        return await reader.read(opened.container, opened.entry, offset, size, opened.stream)
 
     def release(self, fh: int) -> None:
         self._files.pop(fh, None)
@@ -168,18 +204,14 @@ class DesFilesystem:
     async def _xattrs(self, node: Node) -> dict[str, bytes]:
         if isinstance(node, RootDir):
             return {"user.des.stats": json.dumps(self._stats(), sort_keys=True).encode()}
-        if isinstance(node, ShardStub):
-            return shard_xattrs(await self._load(node))
-        if isinstance(node, ShardDir) and node.path == "":
-            return shard_xattrs(node.container)
-        if isinstance(node, FileRef):
-            key = external_key(
-                node.container.ref.key,
-                node.entry,
-                node.container.ref.name.layout,
-                self.archive.settings.layout.bigfiles_dir,
-            )
-            return file_xattrs(node.container, node.entry, key)
+        if isinstance(node, ShardStub) and node.path == "":
+            return shard_xattrs(await self._load(node.ref))
+        if isinstance(node, FileStub):
+            container, entry = await self._file(node)
+            ref = container.ref
+            bigfiles = self.archive.settings.layout.bigfiles_dir
+            key = external_key(ref.key, entry, ref.name.layout, bigfiles)
+            return file_xattrs(container, entry, key)
         return {}
 
     # -- internals -----------------------------------------------------------------------
@@ -190,93 +222,64 @@ class DesFilesystem:
             raise NotFound(f"inode {ino} is not known (forgotten)")
         return node
 
-    async def _load(self, stub: ShardStub) -> Container:
-        try:
-            return await self.archive.loader.load(stub.ref)
-        except PartialContainer as exc:
-            raise NotFound(f"{stub.ref.key} is still being written") from exc
+    def _remember(self, child: Child, parent: int) -> int:
+        return self.inodes.remember(child.identity, child.preferred_ino, child.node, parent)
 
-    async def _children(self, node: Node) -> list[Child]:
+    async def _load(self, ref: ContainerRef) -> Container:
+        try:
+            return await self.archive.loader.load(ref)
+        except PartialContainer as exc:
+            raise NotFound(f"{ref.key} is still being written") from exc
+
+    async def _file(self, node: FileStub) -> tuple[Container, Entry]:
+        """The file's container (loaded again if it was evicted) and its entry there."""
+        container = await self._load(node.ref)
+        found = container.tree.resolve(node.path)
+        if not isinstance(found, FileNode):
+            raise NotFound(f"{node.ref.key}: {node.path!r} is no longer a file")
+        return container, found.entry
+
+    async def _children(self, node: Node) -> tuple[int, Callable[[int], Child]]:
         if isinstance(node, RootDir):
-            return [_day_child(day) for day in await self.archive.catalog.days()]
+            days = [day_child(day) for day in await self.archive.catalog.days()]
+            return len(days), days.__getitem__
         if isinstance(node, DayDir):
             listing = await self.archive.catalog.day(node.day)
-            return [
-                _shard_child(node.day, shard, ref)
+            shards = [
+                shard_child(node.day, shard, ref)
                 for shard, ref in listing.shards.items()
                 if not self.archive.loader.known_partial(ref)
             ]
+            return len(shards), shards.__getitem__
         if isinstance(node, ShardStub):
-            return _tree_children(node.day, node.shard, await self._load(node), "")
-        if isinstance(node, ShardDir):
-            return _tree_children(
-                node.day, node.container.ref.name.shard, node.container, node.path
-            )
+            container = await self._load(node.ref)
+            entries = container.tree.listdir(node.path)
+            return len(entries), lambda i: tree_child(node, container, *entries[i])
         raise NotADirectory(f"{node} is not a directory")
 
     async def _child(self, parent: Node, name: str) -> Child:
         if isinstance(parent, RootDir):
             if name not in await self.archive.catalog.days():
                 raise NotFound(f"no day {name!r}")
-            return _day_child(name)
+            return day_child(name)
         if isinstance(parent, DayDir):
-            return _shard_child(parent.day, name, await self.archive.shard_ref(parent.day, name))
+            return shard_child(parent.day, name, await self.archive.shard_ref(parent.day, name))
         if isinstance(parent, ShardStub):
-            return _tree_child(parent.day, parent.shard, await self._load(parent), "", name)
-        if isinstance(parent, ShardDir):
-            shard = parent.container.ref.name.shard
-            return _tree_child(parent.day, shard, parent.container, parent.path, name)
+            container = await self._load(parent.ref)
+            found = container.tree.lookup(parent.path, name)
+            if found is None:
+                raise NotFound(f"{parent.ref.key}: no {name!r} in {parent.path or '/'}")
+            return tree_child(parent, container, name, found)
         raise NotADirectory(f"{name!r}: parent is not a directory")
 
-    async def _attr(self, ino: int, node: Node) -> Attr:
-        return self._attr_now(ino, node)
-
-    def _attr_now(self, ino: int, node: Node) -> Attr:
+    def _attr(self, ino: int, node: Node) -> Attr:
         owner = self._owner
         if isinstance(node, RootDir):
             return Attr.directory(ino, 0, owner, self._listing_ttl)
         if isinstance(node, DayDir):
             return Attr.directory(ino, day_mtime_ns(node.day), owner, self._listing_ttl)
         if isinstance(node, ShardStub):
-            return Attr.directory(ino, container_mtime_ns(node.ref), owner, self._listing_ttl)
-        if isinstance(node, ShardDir):
-            return Attr.directory(
-                ino, container_mtime_ns(node.container.ref), owner, self._entry_ttl
-            )
-        mtime = entry_mtime_ns(node.container, node.entry)
+            ttl = self._listing_ttl if node.path == "" else self._entry_ttl
+            return Attr.directory(ino, container_mtime_ns(node.ref), owner, ttl)
+        mtime = entry_mtime_ns(node.ref, node.entry)
         return Attr.file(ino, node.entry.size, mtime, owner, self._entry_ttl)
-
-
-def _tree_children(day: str, shard: str, container: Container, path: str) -> list[Child]:
-    return [
-        _wrap(day, shard, container, path, name, node)
-        for name, node in container.tree.listdir(path)
-    ]
-
-
-def _tree_child(day: str, shard: str, container: Container, path: str, name: str) -> Child:
-    node = container.tree.lookup(path, name)
-    if node is None:
-        raise NotFound(f"{container.ref.key}: no {name!r} in {path or '/'}")
-    return _wrap(day, shard, container, path, name, node)
-
-
-def _day_child(day: str) -> Child:
-    return Child(day, ("day", day), DayDir(day), hashed_inode("day", day))
-
-
-def _shard_child(day: str, shard: str, ref: ContainerRef) -> Child:
-    return Child(shard, ("shard", day, shard), ShardStub(day, shard, ref), shard_inode(day, shard))
-
-
-def _wrap(
-    day: str, shard: str, container: Container, path: str, name: str, node: FileNode | DirNode
-) -> Child:
-    full = f"{path}/{name}" if path else name
-    base = shard_inode(day, shard)
-    if isinstance(node, FileNode):
-        entry = container.index.entries[node.position]
-        ino = entry_inode(base, node.position, False)
-        return Child(name, ("file", day, shard, full), FileRef(day, container, full, entry), ino)
-    ino = entry_inode(base, container.tree.first_position(node), True)
-    return Child(name, ("dir", day, shard, full), ShardDir(day, container, full), ino)

@@ -28,7 +28,7 @@ from desfs.cache.lru import ByteLRU
 from desfs.cache.ranges import BlockKey, ObjectRef, RangeCache
 from desfs.cache.singleflight import SingleFlight
 from desfs.config import CacheSettings, LayoutSettings
-from desfs.errors import EntryError, ObjectChanged, StorageError
+from desfs.errors import EntryError, ObjectChanged, ObjectMissing, StorageError
 from desfs.format.codecs import decode_payload
 from desfs.format.model import Codec, Entry
 from desfs.fs.containers import Container
@@ -107,6 +107,15 @@ class EntryReader:
         self, container: Container, entry: Entry, offset: int, size: int, stream: Stream
     ) -> bytes:
         """Bytes [offset, offset + size) of the entry's logical content, clamped to its end."""
+        try:
+            return await self._read(container, entry, offset, size, stream)
+        except ObjectMissing as exc:
+            # The index promised these bytes: a vanished payload is damage (EIO), not ENOENT.
+            raise EntryError(f"{container.ref.key}: entry {entry.name!r}: {exc}") from None
+
+    async def _read(
+        self, container: Container, entry: Entry, offset: int, size: int, stream: Stream
+    ) -> bytes:
         if entry.error is not None:
             raise EntryError(f"{container.ref.key}: entry {entry.name!r}: {entry.error}")
         end = min(entry.size, offset + size)
@@ -145,7 +154,12 @@ class EntryReader:
         payload = b""
         for item in run:
             lo = item.offset - start
-            decoded = await self._decode(item, stored[lo : lo + item.stored_length])
+            try:
+                decoded = await self._decode(item, stored[lo : lo + item.stored_length])
+            except EntryError:
+                if item is entry:
+                    raise
+                continue  # a bad neighbour fails its own reads, never this one
             self._payloads.put((container.object_id, item.position), decoded)
             if item is entry:
                 payload = decoded

@@ -57,6 +57,10 @@ def check_mountpoint(options: MountOptions) -> None:
     path = options.mountpoint
     try:
         os.stat(path)
+        if os.path.ismount(path):
+            # The kernel may answer the stat of a dead FUSE mount's root from its
+            # attribute cache; statfs always asks the filesystem, so it sees ENOTCONN.
+            os.statvfs(path)
     except FileNotFoundError:
         raise MountpointError(f"mountpoint {path} does not exist") from None
     except OSError as exc:
@@ -88,16 +92,17 @@ def serve(ops: FuseOperations, options: MountOptions, on_ready: Callable[[], Non
     except RuntimeError as exc:
         raise MountError(f"could not mount {options.mountpoint}: {exc}") from None
     try:
-        trio.run(_main, options, on_ready)
+        trio.run(_main, ops, options, on_ready)
     finally:
         pyfuse3.close(unmount=True)
     log.info("unmounted %s", options.mountpoint)
 
 
-async def _main(options: MountOptions, on_ready: Callable[[], None]) -> None:
+async def _main(ops: FuseOperations, options: MountOptions, on_ready: Callable[[], None]) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_on_signal, nursery.cancel_scope, options.shutdown_grace)
         nursery.start_soon(_announce_ready, options, on_ready)
+        nursery.start_soon(ops.release_entries)
         await pyfuse3.main(max_tasks=options.max_requests)
         nursery.cancel_scope.cancel()
 

@@ -20,6 +20,7 @@ import pyfuse3
 from desfs.errors import DesfsError
 from desfs.fs.attributes import Attr
 from desfs.fs.filesystem import DesFilesystem
+from desfs.fuse.release import EntryReleaser
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,11 @@ class FuseOperations(pyfuse3.Operations):
         self._fs = fs
         self._uid = uid
         self._gid = gid
+        self._releaser = EntryReleaser(fs)
+
+    async def release_entries(self) -> None:
+        """Keep the kernel's entries under the inode limit; run it for the life of the mount."""
+        await self._releaser.run()
 
     def _attrs(self, attr: Attr) -> pyfuse3.EntryAttributes:
         return _entry(attr, self._uid, self._gid)
@@ -87,7 +93,7 @@ class FuseOperations(pyfuse3.Operations):
         self, parent_inode: pyfuse3.InodeT, name: pyfuse3.FileNameT, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         try:
-            return self._attrs(await self._fs.lookup(parent_inode, _name(name)))
+            found = await self._fs.lookup(parent_inode, _name(name))
         except DesfsError as exc:
             ttl = self._fs.negative_ttl(parent_inode)
             if exc.errno != errno.ENOENT or ttl <= 0:
@@ -97,6 +103,8 @@ class FuseOperations(pyfuse3.Operations):
             miss.st_ino = pyfuse3.InodeT(0)
             miss.entry_timeout = ttl
             return miss
+        self._releaser.poke()
+        return self._attrs(found)
 
     @_boundary
     async def getattr(
@@ -121,11 +129,12 @@ class FuseOperations(pyfuse3.Operations):
     async def readdir(
         self, fh: pyfuse3.FileHandleT, start_id: int, token: pyfuse3.ReaddirToken
     ) -> None:
-        for next_id, child in self._fs.readdir(fh, start_id):
-            attrs = self._attrs(self._fs.attr_of(child))
-            if not pyfuse3.readdir_reply(token, os.fsencode(child.name), attrs, next_id):
-                return
-            self._fs.remember(child)
+
+        def offer(name: str, attr: Attr, next_id: int) -> bool:
+            return bool(pyfuse3.readdir_reply(token, os.fsencode(name), self._attrs(attr), next_id))
+
+        self._fs.readdir(fh, start_id, offer)
+        self._releaser.poke()
 
     @_boundary
     async def releasedir(self, fh: pyfuse3.FileHandleT) -> None:
@@ -138,7 +147,7 @@ class FuseOperations(pyfuse3.Operations):
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
             raise pyfuse3.FUSEError(errno.EROFS)
         # Containers never change once written: the page cache may outlive this open.
-        return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(self._fs.open(inode)), keep_cache=True)
+        return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(await self._fs.open(inode)), keep_cache=True)
 
     @_boundary
     async def read(self, fh: pyfuse3.FileHandleT, off: int, size: int) -> bytes:

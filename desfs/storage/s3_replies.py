@@ -98,7 +98,8 @@ def _classify_reply(exc: ClientError) -> Verdict:
     status = int(meta.get("HTTPStatusCode", 0))
     code = str(exc.response.get("Error", {}).get("Code", ""))
     message = str(exc.response.get("Error", {}).get("Message", "")) or "no message"
-    reason = f"HTTP {status} {code or '(no code)'}: {message}"
+    label = "" if code in ("", str(status)) else f" {code}"
+    reason = f"HTTP {status}{label}: {message}"
     if status == 404 or code in ("NoSuchKey", "NotFound", "NoSuchBucket"):
         return Verdict(True, False, False, ObjectMissing, reason)
     if status == 403 or code in _DENIED_CODES:

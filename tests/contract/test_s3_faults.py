@@ -18,6 +18,7 @@ from desfs.errors import (
 )
 from desfs.storage.s3 import S3Settings, S3Storage
 from tests.contract.conftest import SOURCE_PREFIX, s3_settings
+from tests.support.moto_server import MotoServer
 from tests.support.s3proxy import S3Proxy
 
 DATA = bytes(range(256)) * 64  # 16 KiB
@@ -286,3 +287,32 @@ def test_anonymous_requests_are_unsigned(
     assert storage.read_range("public.des", 1, 3, None) == DATA[1:3]
     with pytest.raises(AccessDenied):  # the private object needs a signature
         storage.read_range(obj, 1, 3, None)
+
+
+def test_moto_server_restarts_on_the_same_port() -> None:
+    server = MotoServer().start()
+    try:
+        port = server.port
+        server.client().create_bucket(Bucket="before-restart")
+        server.kill()
+        assert not server.running
+        server.restart()
+        assert server.port == port
+        assert server.client().list_buckets()["Buckets"] == []  # state lives in memory
+    finally:
+        server.stop()
+
+
+def test_a_server_ignoring_range_never_yields_wrong_bytes(
+    storage: S3Storage, proxy: S3Proxy, obj: str
+) -> None:
+    proxy.ignore_range_next(3)
+
+    with pytest.raises(StorageError, match="Range"):
+        storage.read_range(obj, 100, 200, None)  # a 200 with byte 0 onwards: refused
+    with pytest.raises(StorageError):
+        storage.read_suffix(obj, 100)  # the whole object where 100 bytes were asked for
+    assert storage.read_range(obj, 0, len(DATA) + 5, None) == DATA  # 200 is the answer here
+
+    assert [r.status for r in proxy.requests] == [200, 200, 200]
+    assert storage.counters.snapshot().retries == 0

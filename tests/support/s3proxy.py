@@ -7,7 +7,8 @@ as desfs counts them: "list", "get" (no Range), "get_range", "head", or "other".
 
 Faults apply to the next requests in the order they were queued: an S3 error reply
 (`fail_next`), a connection reset (`reset_next`), a stall longer than the client's read
-timeout (`stall_next`), a body cut short (`truncate_next`); `latency` delays every reply.
+timeout (`stall_next`), a body cut short (`truncate_next`), a Range header the server
+ignores (`ignore_range_next`); `latency` delays every reply.
 `stop()`/`start()` take the endpoint away and bring it back on the same port.
 """
 
@@ -39,7 +40,7 @@ class RequestRecord:
 
 @dataclass(frozen=True, slots=True)
 class _Fault:
-    action: str  # "fail", "reset", "stall", "truncate"
+    action: str  # "fail", "reset", "stall", "truncate", "ignore_range"
     status: int = 0
     code: str = ""
     seconds: float = 0.0
@@ -100,6 +101,10 @@ class S3Proxy:
 
     def truncate_next(self, count: int) -> None:
         self._queue(count, _Fault("truncate"))
+
+    def ignore_range_next(self, count: int) -> None:
+        """Forward without the Range header: a server that answers 200 with everything."""
+        self._queue(count, _Fault("ignore_range"))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -232,15 +237,20 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if fault is not None and fault.action == "fail":
             payload = error_body(fault.code, "injected by the test proxy")
             return self._reply(fault.status, "Injected", [], payload, cut=False)
-        status, reason, headers, payload = self._forward(body)
-        self._reply(status, reason, headers, payload, cut=fault is not None)
+        drop_range = fault is not None and fault.action == "ignore_range"
+        status, reason, headers, payload = self._forward(body, drop_range)
+        cut = fault is not None and fault.action == "truncate"
+        self._reply(status, reason, headers, payload, cut=cut)
 
-    def _forward(self, body: bytes) -> tuple[int, str, list[tuple[str, str]], bytes]:
+    def _forward(
+        self, body: bytes, drop_range: bool
+    ) -> tuple[int, str, list[tuple[str, str]], bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.proxy.upstream_port, timeout=30)
         try:
             conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
             for name, value in self.headers.items():
-                conn.putheader(name, value)
+                if not (drop_range and name.lower() == "range"):
+                    conn.putheader(name, value)
             conn.endheaders(body or None)
             reply = conn.getresponse()
             payload = reply.read()
