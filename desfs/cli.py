@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level or ("info" if args.command == "mount" else "warning"))
     try:
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
@@ -47,7 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="desfs", description="DES containers as a filesystem")
     parser.add_argument("--version", action="version", version=f"desfs {__version__}")
-    parser.add_argument("--log-level", default="warning", help="debug, info, warning, error")
+    parser.add_argument(
+        "--log-level", help="debug, info, warning, error (default: info for mount, else warning)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_offline(sub)
     _add_pack(sub)

@@ -269,7 +269,7 @@ class EntryReader:
         stream.next_offset = end
         if not self._blocks.contains(obj, lo, hi):
             if sequential or offset == 0:
-                stream.window = _next_window(stream.window, self._settings)
+                stream.window = _next_window(stream.window, self._settings, self._block_lru.budget)
                 span_end = min(limit, lo + max(stream.window, hi - lo))
                 if self._prefetch_in_flight + (span_end - lo) <= self._settings.prefetch_budget:
                     await self._prefetch_span(obj, lo, span_end, fetch)
@@ -353,7 +353,10 @@ def _successors(container: Container, entry: Entry) -> list[Entry]:
     ]
 
 
-def _next_window(window: int, settings: CacheSettings) -> int:
+def _next_window(window: int, settings: CacheSettings, cache_bytes: int) -> int:
+    # A window the block cache cannot hold evicts its own first blocks before they are
+    # read, and every later read of them fetches a whole window again.
+    cap = max(settings.block_size, min(settings.readahead_max, cache_bytes // 4))
     if window == 0:
-        return settings.readahead_min
-    return min(window * 2, settings.readahead_max)
+        return min(settings.readahead_min, cap)
+    return min(window * 2, cap)

@@ -144,7 +144,7 @@ class FuseOperations(pyfuse3.Operations):
     async def open(
         self, inode: pyfuse3.InodeT, flags: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.FileInfo:
-        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
+        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             raise pyfuse3.FUSEError(errno.EROFS)
         # Containers never change once written: the page cache may outlive this open.
         return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(await self._fs.open(inode)), keep_cache=True)

@@ -51,6 +51,7 @@ class S3Proxy:
         self.upstream_port = upstream_port
         self.port = port
         self.latency = 0.0
+        self.slow_paths: dict[str, float] = {}  # path substring -> extra seconds per request
         self._lock = threading.Lock()
         self._records: list[RequestRecord] = []
         self._faults: deque[_Fault] = deque()
@@ -110,6 +111,7 @@ class S3Proxy:
         with self._lock:
             self._faults.clear()
         self.latency = 0.0
+        self.slow_paths = {}
 
     # --- counts -------------------------------------------------------------------
 
@@ -228,6 +230,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         fault = self.proxy.next_fault()
         if self.proxy.latency and self.proxy.stopping.wait(self.proxy.latency):
+            return self._abort()
+        slow = max((s for p, s in self.proxy.slow_paths.items() if p in self.path), default=0.0)
+        if slow and self.proxy.stopping.wait(slow):
             return self._abort()
         if fault is not None and fault.action in ("reset", "stall"):
             self._record(0, 0)  # now: a stalled request was seen even if the test ends first
