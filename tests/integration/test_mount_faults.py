@@ -13,14 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
 from desfs.format.model import Format
 from desfs.pack import pack_directory
 from desfs.pack_options import PackOptions
-from tests.support.mounting import Mounted, needs_fuse
 from tests.support.moto_server import MotoServer, upload_tree
+from tests.support.mounting import Mounted, needs_fuse
 from tests.support.s3proxy import S3Proxy
 
 pytestmark = [needs_fuse(), pytest.mark.s3]
@@ -83,6 +84,11 @@ def _where(mnt: Path, name: str) -> Path:
     return next(s / name for s in sorted(day.iterdir()) if (s / name).exists())
 
 
+def _drain(stream: BinaryIO) -> None:
+    while stream.read(1 * MiB):
+        pass
+
+
 def _cat(path: Path) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(["cat", str(path)], capture_output=True, timeout=SUBPROCESS_TIMEOUT)
 
@@ -96,9 +102,8 @@ def test_store_dies_mid_read_then_recovers(setup: Setup, tmp_path: Path) -> None
             first = stream.read(1 * MiB)  # the read is under way ...
             setup.moto.kill()  # ... when the store dies
             setup.proxy.stop()
-            with pytest.raises(OSError) as failure:
-                while stream.read(1 * MiB):
-                    pass
+            with pytest.raises(OSError, match="Input/output error") as failure:
+                _drain(stream)
             assert failure.value.errno == errno.EIO
         assert first == setup.files["big.bin"][: 1 * MiB]
         middle = small[len(small) // 2]  # neither read yet nor inside the open's tail read
