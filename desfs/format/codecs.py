@@ -7,6 +7,7 @@ allocate more than the entry's logical size plus a small read chunk.
 from __future__ import annotations
 
 import json
+from typing import Protocol
 
 import lz4.frame
 import zstandard
@@ -115,3 +116,72 @@ def _lz4(entry: Entry, stored: bytes) -> bytes:
     if produced <= entry.size and not decompressor.eof:
         raise EntryError(f"entry {entry.name!r}: lz4 frame is truncated")
     return b"".join(parts)
+
+
+class Readable(Protocol):
+    def read(self, size: int) -> bytes: ...
+
+
+class PayloadStream:
+    """Incremental decoder of one compressed entry; stored bytes come from `source`.
+
+    `read(n)` returns up to `n` decoded bytes and b"" at the end. The output is bounded
+    by the entry's logical size: a frame that decodes to more, or ends short of it,
+    raises EntryError. `position` counts the decoded bytes handed out so far.
+    """
+
+    def __init__(self, entry: Entry, source: Readable) -> None:
+        if entry.error is not None:
+            raise EntryError(f"entry {entry.name!r} is unreadable: {entry.error}")
+        if entry.codec is Codec.NONE:
+            raise EntryError(f"entry {entry.name!r} is not compressed")
+        self._entry = entry
+        self._source = source
+        self.position = 0
+        self._zstd: zstandard.ZstdDecompressionReader | None = None
+        self._lz4: lz4.frame.LZ4FrameDecompressor | None = None
+        if entry.codec is Codec.ZSTD:
+            window = min(max(entry.size, _ZSTD_MIN_WINDOW), _ZSTD_MAX_WINDOW)
+            decompressor = zstandard.ZstdDecompressor(max_window_size=window)
+            # zstandard accepts any object with read(); its stubs name only IO[bytes].
+            self._zstd = decompressor.stream_reader(source, read_size=_CHUNK)  # type: ignore[arg-type]
+        else:
+            self._lz4 = lz4.frame.LZ4FrameDecompressor()
+
+    def read(self, size: int) -> bytes:
+        want = min(size, self._entry.size + 1 - self.position)
+        if want <= 0:
+            return b""
+        chunk = self._read_zstd(want) if self._zstd is not None else self._read_lz4(want)
+        self.position += len(chunk)
+        if self.position > self._entry.size:
+            raise EntryError(f"entry {self._entry.name!r} decodes to more than {self._entry.size}")
+        if not chunk and self.position < self._entry.size:
+            raise EntryError(f"entry {self._entry.name!r}: frame ends at {self.position} bytes")
+        return chunk
+
+    def _read_zstd(self, want: int) -> bytes:
+        assert self._zstd is not None
+        try:
+            return self._zstd.read(want)
+        except zstandard.ZstdError as exc:
+            raise EntryError(f"entry {self._entry.name!r}: corrupt zstd frame: {exc}") from None
+
+    def _read_lz4(self, want: int) -> bytes:
+        decoder = self._lz4
+        assert decoder is not None
+        try:
+            starved = False
+            while not decoder.eof:
+                # An empty answer without needs_input still means: give me more input.
+                needed = decoder.needs_input or starved
+                pending = self._source.read(_CHUNK) if needed else b""
+                if needed and not pending:
+                    return b""
+                chunk: bytes = decoder.decompress(pending, max_length=want)
+                if chunk:
+                    return chunk
+                starved = True
+        except RuntimeError as exc:
+            raise EntryError(f"entry {self._entry.name!r}: corrupt lz4 frame: {exc}") from None
+        return b""

@@ -32,6 +32,7 @@ from desfs.errors import EntryError, ObjectChanged, ObjectMissing, StorageError
 from desfs.format.codecs import decode_payload
 from desfs.format.model import Codec, Entry
 from desfs.fs.containers import Container
+from desfs.fs.decoded import DecodedBlocks
 from desfs.namespace.layout import external_key
 from desfs.storage.aio import AsyncStorage
 
@@ -90,6 +91,7 @@ class EntryReader:
         self._payloads: ByteLRU[tuple[object, ...]] = ByteLRU(cache.block_cache_bytes // 2)
         self._block_lru: ByteLRU[BlockKey] = ByteLRU(cache.block_cache_bytes // 2)
         self._blocks = RangeCache(self._block_lru, cache.block_size, SingleFlight())
+        self._decoded = DecodedBlocks(self._payloads, cache.block_size)
         self._flights: SingleFlight[tuple[object, ...], bytes] = SingleFlight()
         self._decode_limiter = trio.CapacityLimiter(2)
         self._prefetch_in_flight = 0
@@ -123,10 +125,27 @@ class EntryReader:
             return b""
         if entry.external is not None:
             return await self._read_external(container, entry, offset, end, stream)
-        if entry.stored_length <= self._settings.small_entry_bytes or entry.codec != Codec.NONE:
+        small = self._settings.small_entry_bytes
+        if entry.codec != Codec.NONE and entry.size > small:
+            return await self._read_decoded(container, entry, offset, end)
+        if entry.stored_length <= small or entry.codec != Codec.NONE:
             payload = await self._payload(container, entry)
             return payload[offset:end]
         return await self._read_blocks(container, entry, offset, end, stream)
+
+    async def _read_decoded(
+        self, container: Container, entry: Entry, offset: int, end: int
+    ) -> bytes:
+        obj = ObjectRef(container.object_id, container.index.size)
+        key, etag = container.ref.key, container.etag
+
+        async def fetch(lo: int, hi: int) -> bytes:
+            async def direct(a: int, b: int) -> bytes:
+                return await self._range(key, a, b, etag, container)
+
+            return await self._blocks.read(obj, lo, hi, direct)
+
+        return await self._decoded.read(container.object_id, entry, offset, end, fetch)
 
     async def read_all(self, container: Container, entry: Entry) -> bytes:
         """The whole logical content (CLI `cat` and `verify`)."""
@@ -227,6 +246,7 @@ class EntryReader:
         oid = container.object_id
         self._payloads.discard_where(lambda k: k[0] == oid)
         self._blocks.drop_object(oid)
+        self._decoded.drop(oid)
 
     async def _decode(self, entry: Entry, stored: bytes) -> bytes:
         if entry.codec == Codec.NONE and entry.external is None:
