@@ -38,7 +38,7 @@ _VALUED = {
     "max_attempts": "max_attempts", "max_connections": "max_connections",
     "tail_window": "tail_window", "block_size": "block_size", "cache_size": "cache_size",
     "prefetch_cap": "prefetch_cap", "listing_ttl": "listing_ttl", "entry_ttl": "entry_ttl",
-    "log_file": "log_file", "log_level": "log_level",
+    "log_file": "log_file", "log_level": "log_level", "read_ahead_kb": "read_ahead_kb",
     "index_cache_size": "index_cache_size", "max_inodes": "max_inodes",
 }  # fmt: skip
 _FLAGS = {
@@ -66,6 +66,9 @@ def add_mount_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "--max-inodes", type=int, help="entries the kernel may cache before desfs drops the oldest"
     )
     mount.add_argument("--max-requests", type=int, default=64)
+    mount.add_argument(
+        "--read-ahead-kb", type=int, help="kernel readahead of the mount (root only; 1024)"
+    )
     mount.add_argument("--log-file")
     mount.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     mount.set_defaults(handler=run_mount)
@@ -100,7 +103,7 @@ def _set_valued(args: argparse.Namespace, dest: str, value: str) -> None:
     converters: dict[str, Callable[[str], object]] = {
         "uid": int, "gid": int, "umask": lambda v: int(v, 8),
         "connect_timeout": float, "read_timeout": float, "listing_ttl": float,
-        "entry_ttl": float, "max_attempts": int, "max_connections": int,
+        "entry_ttl": float, "max_attempts": int, "max_connections": int, "read_ahead_kb": int,
         "tail_window": parse_size, "block_size": parse_size, "cache_size": parse_size,
         "prefetch_cap": parse_size, "index_cache_size": parse_size, "max_inodes": int,
     }  # fmt: skip

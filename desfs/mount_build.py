@@ -55,5 +55,6 @@ def build_operations(
         allow_other=bool(args.allow_other),
         allow_nonempty=bool(args.nonempty),
         max_requests=args.max_requests,
+        read_ahead_kb=args.read_ahead_kb if args.read_ahead_kb is not None else 1024,
     )
     return FuseOperations(fs, owner.uid, owner.gid), options

@@ -151,6 +151,8 @@ class FuseOperations(pyfuse3.Operations):
 
     @_boundary
     async def read(self, fh: pyfuse3.FileHandleT, off: int, size: int) -> bytes:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("read fh=%d offset=%d size=%d", fh, off, size)
         return await self._fs.read(fh, off, size)
 
     @_boundary
