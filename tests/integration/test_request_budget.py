@@ -4,6 +4,7 @@ the moto server while ordinary tools (`ls`, `stat`, `cat`, `cp -r`) use a real m
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
 import re
@@ -178,3 +179,69 @@ def test_large_sequential_read_grows_then_caps(budget_mount: Layout) -> None:
     assert len(sizes) <= growth + linear + 2, sizes
     assert max(sizes) <= READAHEAD_MAX + 256 * 1024, sizes
     assert sum(sizes) <= BIG_FILE + READAHEAD_MAX, sizes
+
+
+@pytest.fixture(scope="module")
+def des2_mount(
+    tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer, s3_client: Any
+) -> Iterator[Layout]:
+    """A DES flat day: shard 0 with an index larger than the tail window, shard 1 with a
+    small index but more data than the window."""
+    root = tmp_path_factory.mktemp("budget2")
+    rng = random.Random(8)
+    # Numeric UIDs route by value mod 2^n_bits: multiples of 16 all land in shard 0.
+    files = {str(16 * i).zfill(30): rng.randbytes(20) for i in range(2500)}
+    files.update({str(16 * i + 1): rng.randbytes(50_000) for i in range(4)})
+    src = root / "src"
+    src.mkdir()
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    options = PackOptions(format=Format.DES2, day=date(2024, 12, 4), shard_bits=4)
+    report = pack_directory(src, root / "bucket", options)
+    assert sorted(c.key for c in report.containers) == [
+        "20241204_0_0000.des",
+        "20241204_1_0000.des",
+    ]
+    s3_client.create_bucket(Bucket="budget2")
+    upload_tree(s3_client, "budget2", root / "bucket", "")
+    proxy = S3Proxy(moto_server.port).start()
+    env = {**moto_server.env(), "AWS_ENDPOINT_URL": proxy.url}
+    try:
+        with Mounted("s3://budget2", root / "mnt", root / "daemon.log", [], env) as mount:
+            yield Layout(mount.path, proxy, files)
+    finally:
+        proxy.stop()
+
+
+def _stats(mnt: Path) -> dict[str, Any]:
+    raw = subprocess.run(
+        ["getfattr", "--only-values", "-n", "user.des.stats", str(mnt)],
+        capture_output=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    found: dict[str, Any] = json.loads(raw)
+    return found
+
+
+def test_des2_open_costs_and_own_counters_agree(des2_mount: Layout) -> None:
+    layout, proxy = des2_mount, des2_mount.proxy
+    day = layout.mnt / "2024-12-04"
+    shards = sorted(day.iterdir())
+    before = _stats(layout.mnt)["store"]["requests"]
+    for shard in shards:
+        proxy.reset_counts()
+        listed = subprocess.run(["ls", "-R", str(shard)], capture_output=True, timeout=60)
+        assert listed.returncode == 0
+        kinds = sorted(r.kind for r in proxy.requests)
+        heavy_index = shard.name == "0_0000"
+        ranges = [r.range or "" for r in proxy.requests]
+        if heavy_index:
+            # Tail window, the 8-byte header in the same round, then the rest of the index.
+            assert kinds == ["get_range"] * 3, ranges
+        else:
+            # Tail window and header, sent together; the index fitted in the window.
+            assert kinds == ["get_range"] * 2, ranges
+        assert any(r.startswith("bytes=-") for r in ranges)
+        assert "bytes=0-15" in ranges
+    after = _stats(layout.mnt)["store"]["requests"]
+    server = 2 + 3  # the two opens above
+    assert after["get_range"] - before["get_range"] == server
