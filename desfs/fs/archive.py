@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from desfs.cache.persistent import IndexStore
 from desfs.config import ArchiveSettings
 from desfs.errors import NotADirectory, NotFound
 from desfs.format.model import Entry
@@ -53,7 +54,10 @@ class Archive:
         self.storage = storage
         self.settings = settings
         self.catalog = Catalog(storage, settings.layout, settings.cache)
-        self.loader = ContainerLoader(storage, settings.cache, settings.layout)
+        self.index_store = _index_store(storage, settings)
+        self.loader = ContainerLoader(
+            storage, settings.cache, settings.layout, store=self.index_store
+        )
         self.reader = EntryReader(storage, settings.cache, settings.layout)
 
     async def shard_ref(self, day: str, shard: str) -> ContainerRef:
@@ -77,6 +81,14 @@ class Archive:
             return DayDir(day)
         container = await self.container(day, parts[1])
         return resolve_in(day, container, "/".join(parts[2:]))
+
+
+def _index_store(storage: AsyncStorage, settings: ArchiveSettings) -> IndexStore | None:
+    """The on-disk index records of this source, when a cache directory is configured."""
+    cache = settings.cache
+    if cache.cache_dir is None:
+        return None
+    return IndexStore(cache.cache_dir / "index", cache.index_store_bytes, storage.describe())
 
 
 def resolve_in(day: str, container: Container, inner: str) -> ShardDir | FileRef:

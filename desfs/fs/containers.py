@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import trio
 from cachetools import LRUCache
 
+from desfs.cache.persistent import CachedTail, IndexStore
 from desfs.cache.singleflight import SingleFlight
 from desfs.config import CacheSettings, LayoutSettings
 from desfs.errors import DesfsError, FormatError, PartialContainer
@@ -71,8 +72,11 @@ class ContainerLoader:
         cache: CacheSettings,
         layout: LayoutSettings,
         clock: Callable[[], float] = trio.current_time,
+        store: IndexStore | None = None,
     ) -> None:
         self._storage = storage
+        self._store = store
+        self._stale: set[tuple[str, str]] = set()  # records proven stale by a 412
         self._window = cache.tail_window
         self._error_ttl = cache.error_ttl
         self._sidecar_max = layout.sidecar_max_bytes
@@ -80,14 +84,18 @@ class ContainerLoader:
         self._opened: LRUCache[tuple[str, str], Container] = LRUCache(
             maxsize=cache.index_cache_bytes, getsizeof=Container.memory_estimate
         )
+        # One container bigger than the whole budget is still kept, alone: without it,
+        # every lookup in its shard would parse its index again.
+        self._oversized: tuple[tuple[str, str], Container] | None = None
         self._failed: dict[tuple[str, str], tuple[float, DesfsError]] = {}
         self._flights: SingleFlight[tuple[str, str], Container] = SingleFlight()
 
     def cached(self, ref: ContainerRef) -> Container | None:
-        return self._opened.get((ref.key, ref.etag))
+        return self._get((ref.key, ref.etag))
 
     def opened(self) -> list[Container]:
-        return list(self._opened.values())
+        found = list(self._opened.values())
+        return found if self._oversized is None else [*found, self._oversized[1]]
 
     def known_partial(self, ref: ContainerRef) -> bool:
         failed = self._failed.get((ref.key, ref.etag))
@@ -101,10 +109,13 @@ class ContainerLoader:
         """Drop a container whose object changed underneath (HTTP 412)."""
         self._opened.pop((container.ref.key, container.ref.etag), None)
         self._opened.pop(container.object_id, None)
+        if self._oversized is not None and self._oversized[1] is container:
+            self._oversized = None
+        self._stale.add((container.ref.key, container.ref.etag))
 
     async def load(self, ref: ContainerRef) -> Container:
         key = (ref.key, ref.etag)
-        found = self._opened.get(key)
+        found = self._get(key)
         if found is not None:
             return found
         failed = self._failed.get(key)
@@ -121,10 +132,24 @@ class ContainerLoader:
             log.warning("container %s: %s", ref.key, exc)
             raise
         self._failed.pop(key, None)
-        self._opened[key] = container
+        if container.memory_estimate() <= self._opened.maxsize:
+            self._opened[key] = container
+            self._oversized = None  # least recently loaded: an LRU would evict it first
+        else:
+            self._opened.clear()
+            self._oversized = (key, container)
         return container
 
+    def _get(self, key: tuple[str, str]) -> Container | None:
+        found = self._opened.get(key)
+        if found is None and self._oversized is not None and self._oversized[0] == key:
+            return self._oversized[1]
+        return found
+
     async def _open(self, ref: ContainerRef) -> Container:
+        stored = await self._open_stored(ref)
+        if stored is not None:
+            return stored
         tail, head, sidecar = await self._first_round(ref)
         data = tail.data
         result = open_container(tail.size, data, head)
@@ -133,14 +158,55 @@ class ContainerLoader:
             result = open_container(tail.size, data, head)
         if isinstance(result, NeedBytes):
             raise FormatError(f"{ref.key}: index still incomplete after two reads")
-        tree = build_tree(result.entries, self._tombstones(ref, sidecar))
+        container = self._build(ref, tail.etag, result, sidecar, data)
+        await self._keep(container, head)
+        return container
+
+    def _build(
+        self,
+        ref: ContainerRef,
+        etag: str,
+        index: ContainerIndex,
+        sidecar: bytes | None,
+        tail: bytes,
+    ) -> Container:
+        tree = build_tree(index.entries, self._tombstones(ref, sidecar))
         for hidden in tree.hidden:
             log.info("%s: hidden entry %r: %s", ref.key, hidden.name, hidden.reason)
-        return Container(ref, tail.etag, result, tree, data)
+        return Container(ref, etag, index, tree, tail)
+
+    async def _open_stored(self, ref: ContainerRef) -> Container | None:
+        """The container from its on-disk record (no GET of footer or index), or None."""
+        store = self._store
+        if store is None or (ref.key, ref.etag) in self._stale:
+            return None
+        cached = await trio.to_thread.run_sync(store.get, ref.key, ref.etag, ref.size)
+        if cached is None:
+            return None
+        index = _parse_record(ref, cached)
+        if index is None:
+            await trio.to_thread.run_sync(store.discard, ref.key, ref.etag)
+            return None
+        sidecar = await self._read_sidecar(ref) if self._want_sidecar(ref) else None
+        return self._build(ref, ref.etag, index, sidecar, cached.tail)
+
+    async def _keep(self, container: Container, head: bytes | None) -> None:
+        """Record the bytes the index was parsed from, so a remount reads none of them."""
+        if self._store is None:
+            return
+        index, tail_start = container.index, container.tail_start
+        start = max(index.index_start, tail_start)
+        if head is None and tail_start == 0:
+            head = container.tail[:HEAD_BYTES]  # the kept tail no longer starts at 0
+        tail = container.tail[start - tail_start :]
+        key, etag = container.ref.key, container.etag
+        try:
+            await trio.to_thread.run_sync(self._store.put, key, etag, index.size, tail, start, head)
+        except (OSError, DesfsError) as exc:
+            log.warning("index cache: cannot keep %s: %s", key, exc)
 
     async def _first_round(self, ref: ContainerRef) -> tuple[Blob, bytes | None, bytes | None]:
         want_head = ref.name.format is Format.DES2 and ref.size > self._window
-        want_sidecar = ref.sidecar is not None and ref.sidecar.size <= self._sidecar_max
         results: dict[str, object] = {}
 
         async def tail() -> None:
@@ -150,17 +216,13 @@ class ContainerLoader:
             results["head"] = await self._storage.read_range(ref.key, 0, HEAD_BYTES, None)
 
         async def sidecar() -> None:
-            assert ref.sidecar is not None
-            try:
-                results["sidecar"] = (await self._storage.read_object(ref.sidecar.key)).data
-            except DesfsError as exc:
-                log.warning("sidecar %s unreadable, nothing hidden: %s", ref.sidecar.key, exc)
+            results["sidecar"] = await self._read_sidecar(ref)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(tail)
             if want_head:
                 nursery.start_soon(head)
-            if want_sidecar:
+            if self._want_sidecar(ref):
                 nursery.start_soon(sidecar)
         blob = results["tail"]
         assert isinstance(blob, Blob)
@@ -194,6 +256,17 @@ class ContainerLoader:
                 head = chunk
         return data, head
 
+    def _want_sidecar(self, ref: ContainerRef) -> bool:
+        return ref.sidecar is not None and ref.sidecar.size <= self._sidecar_max
+
+    async def _read_sidecar(self, ref: ContainerRef) -> bytes | None:
+        assert ref.sidecar is not None
+        try:
+            return (await self._storage.read_object(ref.sidecar.key)).data
+        except DesfsError as exc:
+            log.warning("sidecar %s unreadable, nothing hidden: %s", ref.sidecar.key, exc)
+            return None
+
     def _tombstones(self, ref: ContainerRef, sidecar: bytes | None) -> frozenset[str]:
         if sidecar is None:
             return frozenset()
@@ -202,3 +275,16 @@ class ContainerLoader:
         except FormatError as exc:
             log.warning("sidecar of %s ignored: %s", ref.key, exc)
             return frozenset()
+
+
+def _parse_record(ref: ContainerRef, cached: CachedTail) -> ContainerIndex | None:
+    """The index in a well-formed record, or None when the parser no longer accepts it."""
+    try:
+        result = open_container(cached.size, cached.tail, cached.head)
+    except FormatError as exc:
+        log.warning("index cache: record of %s does not parse (%s); refetching", ref.key, exc)
+        return None
+    if isinstance(result, NeedBytes):
+        log.warning("index cache: record of %s is incomplete; refetching", ref.key)
+        return None
+    return result
