@@ -7,27 +7,39 @@ Every failure a user can cause ends in one line on stderr and a documented exit 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import trio
 
-from desfs import __version__, offline
+from desfs import __version__, offline, ops
 from desfs.errors import DesfsError, ExitCode, UsageError
-from desfs.options import add_source_options, archive_settings, s3_settings
+from desfs.options import add_source_options, load_settings
+from desfs.settings_keys import BY_PATH
+from desfs.settings_loader import parse_value
 from desfs.sources import Source, open_source
 
 log = logging.getLogger("desfs")
 
 
+COMMANDS = ("ls", "cat", "stat", "verify", "pack", "mount", "umount")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(argv if argv is not None else sys.argv[1:])
+    if _called_by_mount_fuse(words):
+        from desfs.daemon import mount_helper
+
+        return mount_helper(words)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    args.argv = list(argv if argv is not None else sys.argv[1:])
-    _setup_logging(args.log_level or ("info" if args.command == "mount" else "warning"))
+    args = parser.parse_args(words)
+    args.argv = words
     try:
+        _setup_logging(args.log_level, args.command)
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except DesfsError as exc:
@@ -48,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="desfs", description="DES containers as a filesystem")
     parser.add_argument("--version", action="version", version=f"desfs {__version__}")
     parser.add_argument(
-        "--log-level", help="debug, info, warning, error (default: info for mount, else warning)"
+        "--log-level",
+        help="debug, info, warning or error (config: logging.level; default: info for mount, "
+        "warning for the other commands)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_offline(sub)
@@ -56,7 +70,39 @@ def build_parser() -> argparse.ArgumentParser:
     from desfs.daemon import add_mount_commands
 
     add_mount_commands(sub)
+    _add_ops(sub)
     return parser
+
+
+def _add_ops(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = sub.add_parser("status", help="live counters of a mounted desfs")
+    status.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
+    status.add_argument("--json", action="store_true", help="the raw JSON")
+    status.set_defaults(handler=_run_status)
+
+    warm = sub.add_parser("warm", help="load a day's indices (and data) into a mount's caches")
+    warm.add_argument("path", type=Path, metavar="PATH", help="a day or shard directory")
+    warm.add_argument("--data", action="store_true", help="also read every file")
+    warm.add_argument("--jobs", type=int, default=8, help="shards warmed at once")
+    warm.set_defaults(handler=_run_warm)
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    stats = ops.read_stats(args.mountpoint)
+    if args.json:
+        print(json.dumps(stats, indent=2, sort_keys=True))
+    else:
+        ops.print_status(stats, sys.stdout)
+    return ExitCode.OK
+
+
+def _run_warm(args: argparse.Namespace) -> int:
+    progress = ops.warm(args.path, args.data, args.jobs)
+    print(
+        f"warmed {progress.shards_done} shards, {progress.files} files, "
+        f"{progress.bytes} bytes read, {progress.errors} errors"
+    )
+    return ExitCode.PROBLEMS if progress.errors else ExitCode.OK
 
 
 def _add_offline(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -81,7 +127,7 @@ def _add_offline(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     stat.set_defaults(handler=_run_stat)
 
     verify = sub.add_parser("verify", help="parse and decode everything; exit 1 on damage")
-    add_source_options(verify)
+    add_source_options(verify, source="?")
     verify.set_defaults(handler=_run_verify)
 
 
@@ -92,7 +138,10 @@ def _add_pack(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _open(args: argparse.Namespace) -> Source:
-    return open_source(args.source, archive_settings(args), s3_settings(args))
+    settings = load_settings(args)
+    set_log_level(settings.log_level(args.command))
+    assert settings.source is not None  # load_settings insists on one
+    return open_source(settings.source, settings.archive, settings.s3)
 
 
 def _run_ls(args: argparse.Namespace) -> int:
@@ -134,17 +183,30 @@ def _run_verify(args: argparse.Namespace) -> int:
     return ExitCode.PROBLEMS if report.problems else ExitCode.OK
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(flag: str | None, command: str) -> None:
+    """Log to stderr at the --log-level flag's level until the settings say otherwise."""
+    level = parse_value(BY_PATH["logging.level"], flag, "--log-level", True) if flag else None
+    logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    set_log_level(level or ("info" if command == "mount" else "warning"))
+
+
+def set_log_level(level: str) -> None:
     numeric = logging.getLevelName(level.upper())
-    if not isinstance(numeric, int):
-        raise SystemExit(f"desfs: --log-level: {level!r} is not debug, info, warning or error")
-    logging.basicConfig(
-        level=numeric,
-        stream=sys.stderr,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    logging.getLogger().setLevel(numeric)
+    # The HTTP stack's debug output is request-by-request noise, never needed to run desfs.
     logging.getLogger("botocore").setLevel(max(numeric, logging.WARNING))
     logging.getLogger("urllib3").setLevel(max(numeric, logging.WARNING))
+
+
+def _called_by_mount_fuse(words: list[str]) -> bool:
+    """`desfs SOURCE MOUNTPOINT -o OPTIONS`: how mount.fuse3 runs desfs for a `fuse.desfs`
+    fstab line when no mount.fuse.desfs helper is installed."""
+    return (
+        bool(words)
+        and words[0] not in COMMANDS
+        and not words[0].startswith("-")
+        and any(word.startswith("-o") for word in words)
+    )
 
 
 def mount_helper_main() -> int:

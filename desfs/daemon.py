@@ -15,61 +15,34 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from typing import TextIO
 
-from desfs.errors import DesfsError, ExitCode, MountError, UsageError
-from desfs.options import add_source_options, archive_settings, parse_size, s3_settings
+from desfs.errors import DesfsError, ExitCode, MountError
+from desfs.options import add_mount_flags, add_source_options, is_known_option, load_settings
+from desfs.settings_loader import Settings
 from desfs.sources import open_source
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 60.0
-# mount(8) and fstab options that concern mount(8) itself, not desfs.
-_IGNORED = {
-    "ro", "defaults", "auto", "noauto", "nofail", "_netdev", "user", "users", "nouser",
-    "exec", "noexec", "suid", "nosuid", "dev", "nodev", "atime", "noatime", "relatime",
-}  # fmt: skip
-_VALUED = {
-    "uid": "uid", "gid": "gid", "umask": "umask", "endpoint_url": "endpoint_url",
-    "region": "region", "profile": "profile", "layout": "layout",
-    "addressing_style": "addressing_style", "ca_bundle": "ca_bundle",
-    "connect_timeout": "connect_timeout", "read_timeout": "read_timeout",
-    "max_attempts": "max_attempts", "max_connections": "max_connections",
-    "tail_window": "tail_window", "block_size": "block_size", "cache_size": "cache_size",
-    "prefetch_cap": "prefetch_cap", "listing_ttl": "listing_ttl", "entry_ttl": "entry_ttl",
-    "log_file": "log_file", "log_level": "log_level", "read_ahead_kb": "read_ahead_kb",
-    "index_cache_size": "index_cache_size", "max_inodes": "max_inodes",
-}  # fmt: skip
-_FLAGS = {
-    "allow_other": "allow_other",
-    "nonempty": "nonempty",
-    "no_sign_request": "no_sign_request",
-}
 
 
 def add_mount_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    mount = sub.add_parser("mount", help="mount SOURCE read-only at MOUNTPOINT")
-    add_source_options(mount)
-    mount.add_argument("mountpoint", metavar="MOUNTPOINT")
+    mount = sub.add_parser(
+        "mount",
+        help="mount SOURCE read-only at MOUNTPOINT",
+        description="Mount SOURCE read-only at MOUNTPOINT. With --config, either may come "
+        "from the file instead: `desfs mount --config FILE [[SOURCE] MOUNTPOINT]`.",
+    )
+    add_source_options(mount, source="?")
+    mount.add_argument("mountpoint", metavar="MOUNTPOINT", nargs="?")
     mount.add_argument(
         "--foreground", "-f", action="store_true", help="stay attached, log to stderr"
     )
-    mount.add_argument("-o", dest="options", action="append", default=[], help="opt[,opt...]")
-    mount.add_argument("--allow-other", action="store_true")
-    mount.add_argument("--nonempty", action="store_true", help="allow a non-empty mountpoint")
-    mount.add_argument("--uid", type=int)
-    mount.add_argument("--gid", type=int)
-    mount.add_argument("--umask", type=lambda v: int(v, 8))
-    mount.add_argument("--entry-ttl", type=float, help="kernel cache seconds for shard contents")
     mount.add_argument(
-        "--max-inodes", type=int, help="entries the kernel may cache before desfs drops the oldest"
+        "-o", dest="options", action="append", default=[], help="opt[,opt...], config=FILE"
     )
-    mount.add_argument("--max-requests", type=int, default=64)
-    mount.add_argument(
-        "--read-ahead-kb", type=int, help="kernel readahead of the mount (root only; 1024)"
-    )
-    mount.add_argument("--log-file")
+    add_mount_flags(mount)
     mount.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     mount.set_defaults(handler=run_mount)
 
@@ -79,59 +52,29 @@ def add_mount_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     umount.set_defaults(handler=run_umount)
 
 
-def apply_mount_options(args: argparse.Namespace) -> None:
-    """Fold `-o a,b=c` into the parsed flags; explicit flags win over `-o`."""
-    for group in args.options:
-        for item in filter(None, (part.strip() for part in group.split(","))):
-            key, has_value, value = item.partition("=")
-            key = key.replace("-", "_")
-            if key in _IGNORED or key.startswith(("x-", "comment")):
-                continue
-            if key == "rw":
-                raise UsageError("-o rw: desfs mounts are always read-only")
-            if key in _FLAGS and not has_value:
-                setattr(args, _FLAGS[key], True)
-            elif key in _VALUED and has_value:
-                _set_valued(args, _VALUED[key], value)
-            else:
-                raise UsageError(f"-o {item}: unknown mount option")
-
-
-def _set_valued(args: argparse.Namespace, dest: str, value: str) -> None:
-    if getattr(args, dest, None) is not None and dest != "log_level":
-        return
-    converters: dict[str, Callable[[str], object]] = {
-        "uid": int, "gid": int, "umask": lambda v: int(v, 8),
-        "connect_timeout": float, "read_timeout": float, "listing_ttl": float,
-        "entry_ttl": float, "max_attempts": int, "max_connections": int, "read_ahead_kb": int,
-        "tail_window": parse_size, "block_size": parse_size, "cache_size": parse_size,
-        "prefetch_cap": parse_size, "index_cache_size": parse_size, "max_inodes": int,
-    }  # fmt: skip
-    try:
-        setattr(args, dest, converters.get(dest, str)(value))
-    except ValueError:
-        raise UsageError(f"-o {dest}={value}: not a valid value") from None
-
-
 def run_mount(args: argparse.Namespace) -> int:
-    apply_mount_options(args)
+    # Every setting is checked here, before a daemon exists: a bad one mounts nothing.
+    settings = load_settings(args, need=("source", "mountpoint"))
     if not args.foreground:
-        return _spawn_daemon(args)
-    return _serve_foreground(args)
+        return _spawn_daemon(args, settings)
+    return _serve_foreground(args, settings)
 
 
-def _serve_foreground(args: argparse.Namespace) -> int:
+def _serve_foreground(args: argparse.Namespace, settings: Settings) -> int:
+    from desfs.cli import set_log_level
     from desfs.fuse.mount import check_mountpoint, serve
     from desfs.mount_build import build_operations
 
     report = _ReadyPipe(args.ready_fd)
     try:
-        if args.log_file:
-            _log_to_file(args.log_file)
-        source = open_source(args.source, archive_settings(args), s3_settings(args))
-        ops, options = build_operations(args, source)
+        set_log_level(settings.log_level("mount"))
+        if settings.logging.file:
+            _log_to_file(settings.logging.file)
+        assert settings.source is not None  # load_settings insists on one
+        source = open_source(settings.source, settings.archive, settings.s3)
+        ops, options, tasks = build_operations(settings, source)
         check_mountpoint(options)
-        serve(ops, options, report.ready)
+        serve(ops, options, report.ready, tasks)
     except DesfsError as exc:
         report.failed(exc.exit_code, str(exc))
         raise
@@ -157,10 +100,13 @@ class _ReadyPipe:
             self._stream = None
 
 
-def _spawn_daemon(args: argparse.Namespace) -> int:
+def _spawn_daemon(args: argparse.Namespace, settings: Settings) -> int:
     read_end, write_end = os.pipe()
-    argv = [sys.executable, "-m", "desfs", "--log-level", args.log_level or "info"]
-    argv += [*_child_arguments(args), "--foreground", "--ready-fd", str(write_end)]
+    argv = [sys.executable, "-m", "desfs", "--log-level", settings.log_level("mount"), "mount"]
+    argv += ["--foreground", "--ready-fd", str(write_end)]
+    if settings.logging.file is None and os.path.exists("/dev/log"):
+        argv.append("--log-file=syslog")
+    argv += _mount_arguments(args.argv)
     with open(os.devnull, "rb") as devnull_in, open(os.devnull, "wb") as devnull_out:
         child = subprocess.Popen(
             argv, stdin=devnull_in, stdout=devnull_out, stderr=devnull_out,
@@ -177,24 +123,10 @@ def _spawn_daemon(args: argparse.Namespace) -> int:
     raise MountError(f"the mount daemon exited ({child.poll()}) without reporting; see its log")
 
 
-def _child_arguments(args: argparse.Namespace) -> list[str]:
-    """The original command line of this `mount`, minus the daemon-only parts."""
-    argv: list[str] = args.argv
-    out: list[str] = []
-    skip = False
-    for item in argv:
-        if skip:
-            skip = False
-            continue
-        if item == "--log-level":
-            skip = True
-            continue
-        if item.startswith("--log-level="):
-            continue
-        out.append(item)
-    if not args.log_file and os.path.exists("/dev/log"):
-        out.append("--log-file=syslog")
-    return out
+def _mount_arguments(argv: list[str]) -> list[str]:
+    """What followed `mount` on the original command line; the child parses it again, so
+    it resolves the same settings (only global options such as --log-level precede it)."""
+    return argv[argv.index("mount") + 1 :]
 
 
 def _wait_line(fd: int, child: subprocess.Popen[bytes]) -> str:
@@ -244,22 +176,39 @@ def run_umount(args: argparse.Namespace) -> int:
 
 
 def mount_helper(argv: list[str]) -> int:
-    """`mount.desfs SOURCE TARGET [-sfnv] [-o options]`, as mount(8) calls it."""
+    """`mount.desfs SOURCE MOUNTPOINT [-sfnv] [-o OPTIONS] [-t TYPE] [-N NS]`, as mount(8)
+    calls its helpers (mount.fuse3 calls `desfs SOURCE MOUNTPOINT -o OPTIONS` the same way)."""
     positional: list[str] = []
     options: list[str] = []
+    flags: set[str] = set()
     items = iter(argv)
     for item in items:
-        if item == "-o":
-            options.append(next(items, ""))
+        if item in ("-o", "-t", "-N"):
+            value = next(items, "")
+            if item == "-o":
+                options.append(value)
+            flags.add(item)
         elif item.startswith("-o") and len(item) > 2:
             options.append(item[2:])
         elif item.startswith("-") and len(item) > 1:
-            continue  # -s, -f (fake), -n (no mtab), -v: nothing for desfs to do
+            flags.update(f"-{letter}" for letter in item[1:])
         else:
             positional.append(item)
     if len(positional) != 2:
         print("usage: mount.desfs SOURCE MOUNTPOINT [-o options]", file=sys.stderr)
         return ExitCode.USAGE
+    if "-N" in flags:
+        print("mount.desfs: -N (mount in another namespace) is not supported", file=sys.stderr)
+        return ExitCode.USAGE
     from desfs.cli import main
 
-    return main(["mount", positional[0], positional[1], *(f"-o{o}" for o in options)])
+    # mount(8) always passes rw or ro, whatever the fstab line says; the mount is read-only
+    # either way. With -s (sloppy), options desfs does not know are dropped, as mount(8) asks.
+    kept = [
+        item
+        for item in (part.strip() for group in options for part in group.split(","))
+        if item and item != "rw" and ("-s" not in flags or is_known_option(item))
+    ]
+    words = ["--log-level", "info"] if "-v" in flags else []
+    words += ["mount", *(["-o", ",".join(kept)] if kept else []), "--", *positional]
+    return main(words)

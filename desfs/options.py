@@ -1,112 +1,141 @@
-"""Command-line flags shared by every command that opens a SOURCE, and their parsing."""
+"""Command-line flags and `-o` mount options, turned into settings layers and resolved.
+
+The flags are generated from `desfs.settings_keys`; each is left at None when not given, so
+a flag overrides the config file only when it is actually on the command line.
+"""
 
 from __future__ import annotations
 
 import argparse
-import re
-from dataclasses import replace
+from collections.abc import Sequence
 from pathlib import Path
 
-from desfs.config import ArchiveSettings, CacheSettings, LayoutSettings
 from desfs.errors import UsageError
-from desfs.storage.s3_settings import S3Settings, parse_s3_url
+from desfs.settings_keys import BY_OPTION, KEYS, Key
+from desfs.settings_kinds import Flag, close_match
+from desfs.settings_kinds import parse_size as parse_size
+from desfs.settings_loader import CONFIG_SOURCE, Layer, Settings, read_config, resolve
 
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-_SIZE = re.compile(r"\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """ "65536", "64k", "64KiB", "8M", "1GiB" -> bytes."""
-    match = _SIZE.fullmatch(text)
-    if match is None:
-        raise UsageError(f"{text!r} is not a size (examples: 65536, 64KiB, 8MiB)")
-    return int(match.group(1)) * _UNITS[match.group(2).lower()]
-
-
-def _size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except UsageError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+# Options of mount(8) and fstab that concern mount(8), the kernel's defaults for FUSE, or
+# other tools; desfs accepts and ignores them.
+IGNORED_OPTIONS = frozenset(
+    {
+        "ro", "defaults", "auto", "noauto", "nofail", "_netdev", "user", "users", "nouser",
+        "owner", "group", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "atime",
+        "noatime", "relatime", "norelatime", "strictatime", "diratime", "nodiratime",
+        "lazytime", "nolazytime", "sync", "async", "dirsync", "silent", "loud",
+    }
+)  # fmt: skip
 
 
-def add_source_options(parser: argparse.ArgumentParser, positional: bool = True) -> None:
-    if positional:
-        parser.add_argument(
-            "source", metavar="SOURCE", help="directory, s3://bucket/prefix or .des file"
-        )
-    s3 = parser.add_argument_group("S3 (defaults from the standard AWS environment)")
-    s3.add_argument("--endpoint-url")
-    s3.add_argument("--region")
-    s3.add_argument("--profile")
-    s3.add_argument("--no-sign-request", action="store_true", help="anonymous access")
-    s3.add_argument("--addressing-style", choices=("auto", "path", "virtual"))
-    s3.add_argument("--no-verify-ssl", action="store_true")
-    s3.add_argument("--ca-bundle", type=Path)
-    s3.add_argument("--connect-timeout", type=float)
-    s3.add_argument("--read-timeout", type=float)
-    s3.add_argument("--max-attempts", type=int)
-    s3.add_argument("--max-connections", type=int)
-    cache = parser.add_argument_group("layout and caches")
-    cache.add_argument("--layout", choices=("auto", "datavision", "des-flat", "des-nested"))
-    cache.add_argument("--tail-window", type=_size, help="suffix GET size at open (64KiB)")
-    cache.add_argument("--block-size", type=_size)
-    cache.add_argument("--cache-size", type=_size, help="block and payload cache budget")
-    cache.add_argument("--index-cache-size", type=_size, help="parsed container index budget")
-    cache.add_argument("--prefetch-cap", type=_size, help="one GET over neighbouring files")
-    cache.add_argument("--readahead-min", type=_size, help="first readahead window")
-    cache.add_argument("--readahead-max", type=_size, help="readahead doubles up to this")
-    cache.add_argument("--listing-ttl", type=float, help="seconds")
+def add_source_options(parser: argparse.ArgumentParser, source: str | None = None) -> None:
+    """SOURCE (`source` is its nargs; None: required), --config and the source-wide flags."""
+    parser.add_argument(
+        "source",
+        metavar="SOURCE",
+        nargs=source,
+        help=f"directory, s3://bucket/prefix, .des file, or {CONFIG_SOURCE} (the config's)",
+    )
+    parser.add_argument("--config", metavar="FILE", help="YAML settings (config.example.yaml)")
+    groups = {
+        "s3": parser.add_argument_group("S3 (defaults from the standard AWS environment)"),
+        "": parser.add_argument_group("layout and caches"),
+    }
+    for key in KEYS:
+        if key.scope == "source" and key.flag:
+            add_key_flag(groups["s3" if key.section == "s3" else ""], key)
 
 
-def s3_settings(args: argparse.Namespace, base: S3Settings | None = None) -> S3Settings:
-    settings = base or S3Settings()
-    source = getattr(args, "source", None) or ""
-    if source.startswith("s3://"):
-        bucket, prefix = parse_s3_url(source)
-        settings = replace(settings, bucket=bucket, prefix=prefix)
-    changes: dict[str, object] = {}
-    for flag, key in (
-        ("endpoint_url", "endpoint_url"),
-        ("region", "region"),
-        ("profile", "profile"),
-        ("addressing_style", "addressing_style"),
-        ("ca_bundle", "ca_bundle"),
-        ("connect_timeout", "connect_timeout"),
-        ("read_timeout", "read_timeout"),
-        ("max_attempts", "max_attempts"),
-        ("max_connections", "max_connections"),
-    ):
-        value = getattr(args, flag, None)
+def add_mount_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("mount, logging and metrics")
+    for key in KEYS:
+        if key.scope == "mount" and key.flag:
+            add_key_flag(group, key)
+
+
+def add_key_flag(parser: argparse._ActionsContainer, key: Key) -> None:
+    assert key.flag is not None
+    text = f"{key.help} (config: {key.path}; default: {key.kind.show(key.default)})"
+    if key.const is not None:
+        parser.add_argument(key.flag, action="store_const", const=key.const, help=text)
+    elif isinstance(key.kind, Flag):
+        parser.add_argument(key.flag, action=argparse.BooleanOptionalAction, help=text)
+    else:
+        parser.add_argument(key.flag, metavar=key.kind.metavar, help=text)
+
+
+def flag_layer(args: argparse.Namespace) -> Layer:
+    values: dict[str, object] = {}
+    for key in KEYS:
+        if key.flag is None:
+            continue
+        value = getattr(args, key.flag.lstrip("-").replace("-", "_"), None)
         if value is not None:
-            changes[key] = value
-    if getattr(args, "no_sign_request", False):
-        changes["anonymous"] = True
-    if getattr(args, "no_verify_ssl", False):
-        changes["verify_tls"] = False
-    return replace(settings, **changes)  # type: ignore[arg-type]
+            values[key.path] = value
+    source = getattr(args, "source", None)
+    if hasattr(args, "mountpoint"):
+        mountpoint = args.mountpoint
+        if mountpoint is None and source is not None:
+            # `mount MOUNTPOINT`: the one positional is the mountpoint.
+            source, mountpoint = None, source
+        if mountpoint is not None:
+            values["mountpoint"] = mountpoint
+    if source is not None and source != CONFIG_SOURCE:
+        values["source"] = source
+    return Layer("flag", values)
 
 
-def archive_settings(
-    args: argparse.Namespace, base: ArchiveSettings | None = None
-) -> ArchiveSettings:
-    settings = base or ArchiveSettings()
-    cache_changes: dict[str, object] = {}
-    for flag, key in (
-        ("tail_window", "tail_window"),
-        ("block_size", "block_size"),
-        ("cache_size", "block_cache_bytes"),
-        ("index_cache_size", "index_cache_bytes"),
-        ("prefetch_cap", "prefetch_cap"),
-        ("readahead_min", "readahead_min"),
-        ("readahead_max", "readahead_max"),
-        ("listing_ttl", "listing_ttl"),
-    ):
-        value = getattr(args, flag, None)
-        if value is not None:
-            cache_changes[key] = value
-    cache: CacheSettings = replace(settings.cache, **cache_changes)  # type: ignore[arg-type]
-    layout: LayoutSettings = settings.layout
-    if getattr(args, "layout", None):
-        layout = replace(layout, layout=args.layout)
-    return ArchiveSettings(cache=cache, layout=layout)
+def option_layer(groups: Sequence[str]) -> tuple[Layer, str | None]:
+    """`-o a,b=c` groups as a layer, and the config file `-o config=FILE` names."""
+    values: dict[str, object] = {}
+    config: str | None = None
+    for item in (part.strip() for group in groups for part in group.split(",")):
+        name, has_value, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not item or is_ignored(name):
+            continue
+        if name == "rw":
+            raise UsageError("-o rw: desfs mounts are always read-only")
+        if name == "config":
+            if not value:
+                raise UsageError("-o config: needs a file (config=FILE)")
+            config = value
+            continue
+        key = BY_OPTION.get(name)
+        if key is None:
+            guess = close_match(name, [*BY_OPTION, "config"])
+            hint = f"; did you mean {guess}?" if guess else ""
+            raise UsageError(f"-o {item}: unknown mount option{hint}")
+        values[key.path] = _option_value(key, name, has_value, value)
+    return Layer("option", values), config
+
+
+def _option_value(key: Key, name: str, has_value: str, value: str) -> object:
+    if key.const is not None:
+        if has_value:
+            raise UsageError(f"-o {name}={value}: {name} takes no value")
+        return key.const
+    if not has_value:
+        if isinstance(key.kind, Flag):
+            return True
+        raise UsageError(f"-o {name}: needs a value ({name}=...)")
+    return value
+
+
+def is_ignored(name: str) -> bool:
+    return name in IGNORED_OPTIONS or name.startswith(("x-", "x_", "comment"))
+
+
+def is_known_option(item: str) -> bool:
+    name = item.partition("=")[0].strip().replace("-", "_")
+    return name in BY_OPTION or name in ("config", "rw") or is_ignored(name)
+
+
+def load_settings(args: argparse.Namespace, need: Sequence[str] = ("source",)) -> Settings:
+    """Settings for a command: its flags over its `-o` options over its config file."""
+    options, option_config = option_layer(getattr(args, "options", None) or [])
+    config = getattr(args, "config", None) or option_config
+    layers = [flag_layer(args), options]
+    if config:
+        layers.append(read_config(Path(config)))
+    return resolve(layers, need)

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import pyfuse3
@@ -56,7 +56,11 @@ def check_mountpoint(options: MountOptions) -> None:
     """Refuse a missing, non-directory, non-empty or already-mounted mountpoint."""
     path = options.mountpoint
     try:
-        os.stat(path)
+        os.stat(path)  # stat(2) never triggers an automount
+        if _top_mount_type(path) == "autofs":
+            # A systemd .automount trigger: mounting over it is the point, and looking
+            # inside would wait for this very mount.
+            return
         if os.path.ismount(path):
             # The kernel may answer the stat of a dead FUSE mount's root from its
             # attribute cache; statfs always asks the filesystem, so it sees ENOTCONN.
@@ -84,23 +88,38 @@ def _clean_stale(path: str) -> None:
         raise MountpointError(f"{path} is a dead mount and could not be unmounted: {done.stderr}")
 
 
-def serve(ops: FuseOperations, options: MountOptions, on_ready: Callable[[], None]) -> None:
-    """Mount, serve until unmounted or signalled, and always unmount."""
+def serve(
+    ops: FuseOperations,
+    options: MountOptions,
+    on_ready: Callable[[], None],
+    tasks: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> None:
+    """Mount, serve until unmounted or signalled, and always unmount.
+
+    `tasks` run beside the filesystem for as long as it is mounted (metrics publishing).
+    """
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         pyfuse3.init(ops, options.mountpoint, options.fuse_options())
     except RuntimeError as exc:
         raise MountError(f"could not mount {options.mountpoint}: {exc}") from None
     try:
-        trio.run(_main, ops, options, on_ready)
+        trio.run(_main, ops, options, on_ready, tasks)
     finally:
         pyfuse3.close(unmount=True)
     log.info("unmounted %s", options.mountpoint)
 
 
-async def _main(ops: FuseOperations, options: MountOptions, on_ready: Callable[[], None]) -> None:
+async def _main(
+    ops: FuseOperations,
+    options: MountOptions,
+    on_ready: Callable[[], None],
+    tasks: Sequence[Callable[[], Awaitable[None]]],
+) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_on_signal, nursery.cancel_scope, options.shutdown_grace)
+        for task in tasks:
+            nursery.start_soon(task)
         nursery.start_soon(_announce_ready, options, on_ready)
         nursery.start_soon(ops.release_entries)
         await pyfuse3.main(max_tasks=options.max_requests)
@@ -138,6 +157,18 @@ def _raise_read_ahead(options: MountOptions) -> None:
             sysfs.write(str(options.read_ahead_kb))
     except OSError as exc:
         log.info("could not set %s: %s", path, exc)
+
+
+def _top_mount_type(mountpoint: str) -> str | None:
+    """The filesystem type of the topmost mount at `mountpoint`, if one is there."""
+    target = os.path.realpath(mountpoint)
+    found = None
+    with open("/proc/self/mountinfo") as info:
+        for line in info:
+            fields, _, rest = line.partition(" - ")
+            if len(fields.split()) > 4 and fields.split()[4] == target:
+                found = rest.split()[0]
+    return found
 
 
 def _mount_device(mountpoint: str) -> str | None:
