@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from desfs.cache.lru import ByteLRU
+from desfs.cache.lru import ByteLRU, LruStats
 from desfs.cache.ranges import BlockKey, ObjectRef, RangeCache
 from desfs.cache.singleflight import SingleFlight
 from desfs.config import CacheSettings, LayoutSettings
@@ -58,6 +58,7 @@ class ReaderStats:
     payload_misses: int
     prefetched_entries: int
     prefetch_bytes: int
+    delivered_bytes: int  # logical bytes handed to readers
 
 
 @dataclass(slots=True)
@@ -66,6 +67,7 @@ class _Counters:
     payload_misses: int = 0
     prefetched_entries: int = 0
     prefetch_bytes: int = 0
+    delivered_bytes: int = 0
 
 
 @dataclass(slots=True)
@@ -100,9 +102,15 @@ class EntryReader:
 
     def statistics(self) -> ReaderStats:
         c = self._counters
-        return ReaderStats(c.payload_hits, c.payload_misses, c.prefetched_entries, c.prefetch_bytes)
+        return ReaderStats(
+            c.payload_hits,
+            c.payload_misses,
+            c.prefetched_entries,
+            c.prefetch_bytes,
+            c.delivered_bytes,
+        )
 
-    def cache_statistics(self) -> dict[str, object]:
+    def cache_statistics(self) -> dict[str, LruStats]:
         return {"payloads": self._payloads.statistics(), "blocks": self._block_lru.statistics()}
 
     async def read(
@@ -110,10 +118,12 @@ class EntryReader:
     ) -> bytes:
         """Bytes [offset, offset + size) of the entry's logical content, clamped to its end."""
         try:
-            return await self._read(container, entry, offset, size, stream)
+            data = await self._read(container, entry, offset, size, stream)
         except ObjectMissing as exc:
             # The index promised these bytes: a vanished payload is damage (EIO), not ENOENT.
             raise EntryError(f"{container.ref.key}: entry {entry.name!r}: {exc}") from None
+        self._counters.delivered_bytes += len(data)
+        return data
 
     async def _read(
         self, container: Container, entry: Entry, offset: int, size: int, stream: Stream
