@@ -59,6 +59,13 @@ class Archive:
             storage, settings.cache, settings.layout, store=self.index_store
         )
         self.reader = EntryReader(storage, settings.cache, settings.layout)
+        self.reader.on_changed = self._changed
+
+    def _changed(self, container: Container) -> None:
+        """A container was replaced: forget its index and its day's listing, so the next
+        lookup lists and opens the new object. Open files keep failing with ESTALE."""
+        self.loader.forget(container)
+        self.catalog.invalidate_day(container.ref.name.day)
 
     async def shard_ref(self, day: str, shard: str) -> ContainerRef:
         listing = await self.catalog.day(day)

@@ -107,6 +107,10 @@ class Catalog:
         assert isinstance(listing, DayListing)
         return listing
 
+    def invalidate_day(self, day: str) -> None:
+        """Forget a day's listing (one of its containers was replaced)."""
+        self._days.pop(day, None)
+
     async def _root_view(self) -> _RootView:
         if self._root is not None and self._root.expires > self._clock():
             return self._root

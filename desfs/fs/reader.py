@@ -94,6 +94,8 @@ class EntryReader:
         self._block_lru: ByteLRU[BlockKey] = ByteLRU(cache.block_cache_bytes // 2)
         self._blocks = RangeCache(self._block_lru, cache.block_size, SingleFlight())
         self._decoded = DecodedBlocks(self._payloads, cache.block_size)
+        # Told when a container's object was replaced (HTTP 412), so its index is reloaded.
+        self.on_changed: Callable[[Container], None] = lambda container: None
         self._flights: SingleFlight[tuple[object, ...], bytes] = SingleFlight()
         self._decode_limiter = trio.CapacityLimiter(2)
         self._prefetch_in_flight = 0
@@ -253,6 +255,7 @@ class EntryReader:
 
     def _drop(self, container: Container) -> None:
         log.warning("%s changed since it was opened; dropping its cached bytes", container.ref.key)
+        self.on_changed(container)
         oid = container.object_id
         self._payloads.discard_where(lambda k: k[0] == oid)
         self._blocks.drop_object(oid)
