@@ -16,7 +16,7 @@ from pathlib import Path
 
 import trio
 
-from desfs import __version__, offline, ops
+from desfs import __version__, logs, offline, ops
 from desfs.errors import DesfsError, ExitCode, UsageError
 from desfs.options import add_source_options, load_settings
 from desfs.settings_keys import BY_PATH
@@ -139,7 +139,7 @@ def _add_pack(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _open(args: argparse.Namespace) -> Source:
     settings = load_settings(args)
-    set_log_level(settings.log_level(args.command))
+    logs.set_level(settings.log_level(args.command))
     assert settings.source is not None  # load_settings insists on one
     return open_source(settings.source, settings.archive, settings.s3)
 
@@ -186,16 +186,7 @@ def _run_verify(args: argparse.Namespace) -> int:
 def _setup_logging(flag: str | None, command: str) -> None:
     """Log to stderr at the --log-level flag's level until the settings say otherwise."""
     level = parse_value(BY_PATH["logging.level"], flag, "--log-level", True) if flag else None
-    logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    set_log_level(level or ("info" if command == "mount" else "warning"))
-
-
-def set_log_level(level: str) -> None:
-    numeric = logging.getLevelName(level.upper())
-    logging.getLogger().setLevel(numeric)
-    # The HTTP stack's debug output is request-by-request noise, never needed to run desfs.
-    logging.getLogger("botocore").setLevel(max(numeric, logging.WARNING))
-    logging.getLogger("urllib3").setLevel(max(numeric, logging.WARNING))
+    logs.setup(level or ("info" if command == "mount" else "warning"))
 
 
 def _called_by_mount_fuse(words: list[str]) -> bool:

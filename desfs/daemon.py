@@ -17,6 +17,7 @@ import sys
 import time
 from typing import TextIO
 
+from desfs import logs
 from desfs.errors import DesfsError, ExitCode, MountError
 from desfs.options import add_mount_flags, add_source_options, is_known_option, load_settings
 from desfs.settings_loader import Settings
@@ -61,13 +62,12 @@ def run_mount(args: argparse.Namespace) -> int:
 
 
 def _serve_foreground(args: argparse.Namespace, settings: Settings) -> int:
-    from desfs.cli import set_log_level
     from desfs.fuse.mount import check_mountpoint, serve
     from desfs.mount_build import build_operations
 
     report = _ReadyPipe(args.ready_fd)
     try:
-        set_log_level(settings.log_level("mount"))
+        logs.set_level(settings.log_level("mount"))
         if settings.logging.file:
             _log_to_file(settings.logging.file)
         assert settings.source is not None  # load_settings insists on one

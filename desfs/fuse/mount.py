@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pyfuse3
 import trio
 
+from desfs import logs
 from desfs.errors import MountError, MountpointError
 from desfs.fuse.notify import sd_notify
 from desfs.fuse.operations import FuseOperations
@@ -135,8 +136,11 @@ async def _announce_ready(options: MountOptions, on_ready: Callable[[], None]) -
 
 
 async def _stop_on_signal(scope: trio.CancelScope, grace: float) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR2) as signals:
         async for signum in signals:
+            if signum == signal.SIGUSR2:
+                log.warning("SIGUSR2: log level is now %s", logs.toggle_debug())
+                continue
             log.info("%s received, unmounting", signal.Signals(signum).name)
             sd_notify("STOPPING=1")
             pyfuse3.terminate()

@@ -415,3 +415,22 @@ def test_mount_is_read_only_everywhere(ro_mount: Path) -> None:
     assert shell.returncode != 0 and "Read-only file system" in shell.stderr
     copy = run("cp", "/etc/hostname", str(ro_mount / DAY / SHARD))
     assert copy.returncode != 0 and "Read-only file system" in copy.stderr
+
+
+def test_sigusr2_switches_debug_logging_on_and_off(tmp_path: Path) -> None:
+    with Mounted("@sample", tmp_path / "mnt", tmp_path / "log") as mount:
+        assert mount.proc is not None
+        mount.proc.send_signal(signal.SIGUSR2)
+        _wait_for_log(mount, "log level is now DEBUG")
+        os.listdir(mount.path / "2024-12-03")
+        _wait_for_log(mount, "DEBUG desfs.fs.catalog")
+        mount.proc.send_signal(signal.SIGUSR2)
+        _wait_for_log(mount, "log level is now INFO")
+
+
+def _wait_for_log(mount: Mounted, text: str) -> None:
+    for _ in range(100):
+        if text in mount.log():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} never logged:\n{mount.log()}")
