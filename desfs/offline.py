@@ -17,7 +17,7 @@ from desfs.format.model import Entry
 from desfs.fs.archive import DayDir, FileRef, Resolved, RootDir, ShardDir, resolve_in
 from desfs.fs.attributes import shard_xattrs
 from desfs.fs.containers import Container
-from desfs.fs.reader import Stream
+from desfs.fs.readahead import Stream
 from desfs.namespace.tree import FileNode
 from desfs.sources import Source
 

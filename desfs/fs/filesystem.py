@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
 
-from desfs.errors import NotADirectory, NotFound, PartialContainer
+from desfs.errors import NoAttribute, NotADirectory, NotFound, PartialContainer
 from desfs.format.model import Entry
 from desfs.fs.archive import Archive, DayDir, RootDir
 from desfs.fs.attributes import (
@@ -46,12 +46,12 @@ from desfs.fs.nodes import (
     shard_child,
     tree_child,
 )
-from desfs.fs.reader import Stream
-from desfs.namespace.layout import external_key
+from desfs.fs.readahead import Stream
 from desfs.namespace.tree import FileNode
 
 log = logging.getLogger(__name__)
 
+XATTR_PREFIX = "user.des."
 DEFAULT_INODE_LIMIT = 131_072  # about 50 MiB of nodes; the kernel caches as many entries
 
 # Offers one readdir entry (name, attributes, id of the next entry); False: buffer full.
@@ -151,7 +151,9 @@ class DesFilesystem:
     def readdir(self, fh: int, start: int, offer: Offer) -> None:
         """Offer the entries from `start` on until `offer` declines one.
 
-        Every entry `offer` accepts counts as one kernel lookup (READDIRPLUS).
+        Every entry `offer` accepts counts as one kernel lookup (READDIRPLUS). While the
+        inode table is crowded, one entry per call: the kernel asks again, and the walk
+        cannot outrun the release of old entries.
         """
         listing = self._dirs.get(fh)
         if listing is None:
@@ -162,6 +164,8 @@ class DesFilesystem:
             if not offer(child.name, self._attr(ino, child.node), index + 1):
                 return
             self._remember(child, listing.ino)
+            if self.inodes.crowded():
+                return
 
     def releasedir(self, fh: int) -> None:
         self._dirs.pop(fh, None)
@@ -190,7 +194,11 @@ class DesFilesystem:
     # -- xattrs and statfs ---------------------------------------------------------------
 
     async def getxattr(self, ino: int, name: str) -> bytes:
-        return pick_xattr(await self._xattrs(self._node(ino)), name)
+        node = self._node(ino)
+        if not name.startswith(XATTR_PREFIX):
+            # `ls -l` asks for security.* on every file: answer without loading an index.
+            raise NoAttribute(name)
+        return pick_xattr(await self._xattrs(node), name)
 
     async def listxattr(self, ino: int) -> list[str]:
         return sorted(await self._xattrs(self._node(ino)))
@@ -208,9 +216,7 @@ class DesFilesystem:
             return shard_xattrs(await self._load(node.ref))
         if isinstance(node, FileStub):
             container, entry = await self._file(node)
-            ref = container.ref
-            bigfiles = self.archive.settings.layout.bigfiles_dir
-            key = external_key(ref.key, entry, ref.name.layout, bigfiles)
+            key = self.archive.reader.externals.key_of(container, entry)
             return file_xattrs(container, entry, key)
         return {}
 
@@ -223,7 +229,10 @@ class DesFilesystem:
         return node
 
     def _remember(self, child: Child, parent: int) -> int:
-        return self.inodes.remember(child.identity, child.preferred_ino, child.node, parent)
+        directory = not isinstance(child.node, FileStub)
+        return self.inodes.remember(
+            child.identity, child.preferred_ino, child.node, parent, directory
+        )
 
     async def _load(self, ref: ContainerRef) -> Container:
         try:

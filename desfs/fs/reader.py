@@ -17,15 +17,14 @@ Every fetch goes through single flight, so concurrent readers of the same bytes 
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
 
 from desfs.cache.lru import ByteLRU, LruStats
-from desfs.cache.ranges import BlockKey, ObjectRef, RangeCache
+from desfs.cache.ranges import BlockKey, ObjectRef
 from desfs.cache.singleflight import SingleFlight
 from desfs.config import CacheSettings, LayoutSettings
 from desfs.errors import EntryError, ObjectChanged, ObjectMissing, StorageError
@@ -33,23 +32,15 @@ from desfs.format.codecs import decode_payload
 from desfs.format.model import Codec, Entry
 from desfs.fs.containers import Container
 from desfs.fs.decoded import DecodedBlocks
-from desfs.namespace.layout import external_key
+from desfs.fs.external import ExternalObject, ExternalPayloads
+from desfs.fs.readahead import Readahead, Stream
 from desfs.storage.aio import AsyncStorage
 
 log = logging.getLogger(__name__)
 
 THREAD_DECODE_BYTES = 64 * 1024  # decode bigger payloads off the trio thread
 SEQUENTIAL_SLACK = 4096  # a gap this small still counts as reading in container order
-
-_Fetch = Callable[[int, int], Awaitable[bytes]]
-
-
-@dataclass(slots=True)
-class Stream:
-    """Readahead state of one open file handle."""
-
-    next_offset: int = 0
-    window: int = 0
+RUN_LOOKAHEAD = 4096  # entries a prefetch run may span at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +62,10 @@ class _Counters:
 
 
 @dataclass(slots=True)
-class _External:
-    key: str
-    etag: str | None = None
-    verified: bool = False
+class _Order:
+    """Where the last read of each container ended, to recognise reads in container order."""
 
-
-@dataclass(slots=True)
-class _State:
-    order: dict[tuple[str, str], int] = field(default_factory=dict)  # container -> next offset
-    externals: dict[tuple[str, str, int], _External] = field(default_factory=dict)
+    ends: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class EntryReader:
@@ -89,17 +74,16 @@ class EntryReader:
     def __init__(self, storage: AsyncStorage, cache: CacheSettings, layout: LayoutSettings) -> None:
         self._storage = storage
         self._settings = cache
-        self._bigfiles = layout.bigfiles_dir
         self._payloads: ByteLRU[tuple[object, ...]] = ByteLRU(cache.block_cache_bytes // 2)
         self._block_lru: ByteLRU[BlockKey] = ByteLRU(cache.block_cache_bytes // 2)
-        self._blocks = RangeCache(self._block_lru, cache.block_size, SingleFlight())
+        self._readahead = Readahead(self._block_lru, cache)
         self._decoded = DecodedBlocks(self._payloads, cache.block_size)
+        self.externals = ExternalPayloads(storage, layout.bigfiles_dir, cache.small_entry_bytes)
         # Told when a container's object was replaced (HTTP 412), so its index is reloaded.
         self.on_changed: Callable[[Container], None] = lambda container: None
         self._flights: SingleFlight[tuple[object, ...], bytes] = SingleFlight()
         self._decode_limiter = trio.CapacityLimiter(2)
-        self._prefetch_in_flight = 0
-        self._state = _State()
+        self._order = _Order()
         self._counters = _Counters()
 
     def statistics(self) -> ReaderStats:
@@ -108,7 +92,7 @@ class EntryReader:
             c.payload_hits,
             c.payload_misses,
             c.prefetched_entries,
-            c.prefetch_bytes,
+            c.prefetch_bytes + self._readahead.prefetched_bytes,
             c.delivered_bytes,
         )
 
@@ -155,7 +139,7 @@ class EntryReader:
             async def direct(a: int, b: int) -> bytes:
                 return await self._range(key, a, b, etag, container)
 
-            return await self._blocks.read(obj, lo, hi, direct)
+            return await self._readahead.blocks.read(obj, lo, hi, direct)
 
         return await self._decoded.read(container.object_id, entry, offset, end, fetch)
 
@@ -178,27 +162,36 @@ class EntryReader:
     async def _load_payload(self, container: Container, entry: Entry) -> bytes:
         run = self._plan_run(container, entry)
         self._note_order(container, entry)
+        # Neighbours in the run are claimed too: a concurrent read of one joins this GET.
+        with self._flights.claim((container.object_id, e.position) for e in run[1:]) as claim:
+            stored = await self._stored(container, run)
+            payload = b""
+            for item in run:
+                lo = item.offset - run[0].offset
+                try:
+                    decoded = await self._decode(item, stored[lo : lo + item.stored_length])
+                except EntryError:
+                    if item is entry:
+                        raise
+                    continue  # a bad neighbour fails its own reads, never this one
+                key = (container.object_id, item.position)
+                self._payloads.put(key, decoded)
+                if item is entry:
+                    payload = decoded
+                else:
+                    claim.settle(key, decoded)
+        return payload
+
+    async def _stored(self, container: Container, run: list[Entry]) -> bytes:
         start, end = run[0].offset, run[-1].offset + run[-1].stored_length
         stored = self._from_tail(container, start, end)
         if stored is None:
             stored = await self._fetch_container(container, start, end, len(run) > 1)
-        payload = b""
-        for item in run:
-            lo = item.offset - start
-            try:
-                decoded = await self._decode(item, stored[lo : lo + item.stored_length])
-            except EntryError:
-                if item is entry:
-                    raise
-                continue  # a bad neighbour fails its own reads, never this one
-            self._payloads.put((container.object_id, item.position), decoded)
-            if item is entry:
-                payload = decoded
-        return payload
+        return stored
 
     def _plan_run(self, container: Container, entry: Entry) -> list[Entry]:
         """The entry alone, or with its container-order successors when reading in order."""
-        expected = self._state.order.get(container.object_id)
+        expected = self._order.ends.get(container.object_id)
         in_order = expected is not None and 0 <= entry.offset - expected <= SEQUENTIAL_SLACK
         if not in_order or entry.stored_length == 0:
             return [entry]
@@ -210,18 +203,19 @@ class EntryReader:
                 break
             if item.stored_length > self._settings.small_entry_bytes:
                 break
-            end = item.offset + item.stored_length
-            if (container.object_id, item.position) not in self._payloads:
-                run.append(item)
-            else:
+            key = (container.object_id, item.position)
+            if key in self._payloads or self._flights.in_flight(key):
                 break
+            end = item.offset + item.stored_length
+            run.append(item)
         return run
 
     def _note_order(self, container: Container, entry: Entry) -> None:
         if entry.stored_length:
-            self._state.order[container.object_id] = entry.offset + entry.stored_length
-            if len(self._state.order) > 4096:
-                self._state.order.pop(next(iter(self._state.order)))
+            ends = self._order.ends
+            ends[container.object_id] = entry.offset + entry.stored_length
+            if len(ends) > 4096:
+                ends.pop(next(iter(ends)))
 
     def _from_tail(self, container: Container, start: int, end: int) -> bytes | None:
         if start >= container.tail_start:
@@ -258,7 +252,7 @@ class EntryReader:
         self.on_changed(container)
         oid = container.object_id
         self._payloads.discard_where(lambda k: k[0] == oid)
-        self._blocks.drop_object(oid)
+        self._readahead.blocks.drop_object(oid)
         self._decoded.drop(oid)
 
     async def _decode(self, entry: Entry, stored: bytes) -> bytes:
@@ -272,7 +266,7 @@ class EntryReader:
             decode_payload, entry, stored, limiter=self._decode_limiter
         )
 
-    # -- large inline entries: block cache with readahead -----------------------------
+    # -- large inline entries and external payloads --------------------------------------
 
     async def _read_blocks(
         self, container: Container, entry: Entry, offset: int, end: int, stream: Stream
@@ -283,113 +277,41 @@ class EntryReader:
         async def fetch(lo: int, hi: int) -> bytes:
             return await self._range(key, lo, hi, etag, container)
 
-        base = entry.offset
         limit = entry.offset + entry.stored_length
-        return await self._read_with_readahead(obj, base, limit, offset, end, stream, fetch)
-
-    async def _read_with_readahead(
-        self,
-        obj: ObjectRef,
-        base: int,
-        limit: int,
-        offset: int,
-        end: int,
-        stream: Stream,
-        fetch: _Fetch,
-    ) -> bytes:
-        lo, hi = base + offset, base + end
-        sequential = offset == stream.next_offset and offset > 0
-        stream.next_offset = end
-        if not self._blocks.contains(obj, lo, hi):
-            if sequential or offset == 0:
-                stream.window = _next_window(stream.window, self._settings, self._block_lru.budget)
-                span_end = min(limit, lo + max(stream.window, hi - lo))
-                if self._prefetch_in_flight + (span_end - lo) <= self._settings.prefetch_budget:
-                    await self._prefetch_span(obj, lo, span_end, fetch)
-            else:
-                stream.window = 0
-        return await self._blocks.read(obj, lo, hi, fetch)
-
-    async def _prefetch_span(self, obj: ObjectRef, lo: int, hi: int, fetch: _Fetch) -> None:
-        self._prefetch_in_flight += hi - lo
-        try:
-            await self._blocks.fetch_span(obj, lo, hi, fetch)
-            self._counters.prefetch_bytes += hi - lo
-        finally:
-            self._prefetch_in_flight -= hi - lo
-
-    # -- external payloads --------------------------------------------------------------
+        return await self._readahead.read(obj, entry.offset, limit, (offset, end), stream, fetch)
 
     async def _read_external(
         self, container: Container, entry: Entry, offset: int, end: int, stream: Stream
     ) -> bytes:
-        ext = await self._external(container, entry)
-        if entry.size <= self._settings.small_entry_bytes:
-            payload = await self._payload_external(container, entry, ext)
+        target = await self.externals.locate(container, entry)
+        if target.etag is None:  # small: fetched whole, checked, cached
+            key = (container.object_id, entry.position)
+            payload = self._payloads.get(key)
+            if payload is None:
+                payload = await self._flights.run(
+                    key, lambda: self._load_external(container, entry, target, key)
+                )
             return payload[offset:end]
-        obj = ObjectRef(("ext", ext.key, ext.etag or ""), entry.size)
+        obj = ObjectRef(("ext", target.key, target.etag), entry.size)
 
         async def fetch(lo: int, hi: int) -> bytes:
-            return await self._range(ext.key, lo, hi, ext.etag, None)
+            return await self._range(target.key, lo, hi, target.etag, None)
 
-        return await self._read_with_readahead(obj, 0, entry.size, offset, end, stream, fetch)
+        return await self._readahead.read(obj, 0, entry.size, (offset, end), stream, fetch)
 
-    async def _external(self, container: Container, entry: Entry) -> _External:
-        state_key = (*container.object_id, entry.position)
-        ext = self._state.externals.get(state_key)
-        if ext is not None and ext.verified:
-            return ext
-        key = external_key(container.ref.key, entry, container.ref.name.layout, self._bigfiles)
-        if key is None:
-            raise EntryError(f"{container.ref.key}: entry {entry.name!r} has no safe external key")
-        ext = _External(key)
-        if entry.size > self._settings.small_entry_bytes:
-            probe = await self._storage.read_suffix(key, 1)
-            if probe.size != entry.size:
-                raise EntryError(
-                    f"external {key}: size {probe.size} but the index says {entry.size}"
-                )
-            ext.etag = probe.etag
-            ext.verified = True
-            self._state.externals[state_key] = ext
-        return ext
-
-    async def _payload_external(self, container: Container, entry: Entry, ext: _External) -> bytes:
-        key = (container.object_id, entry.position)
-        found = self._payloads.get(key)
-        if found is not None:
-            return found
-
-        async def load() -> bytes:
-            blob = await self._storage.read_object(ext.key)
-            _check_external(ext.key, entry, blob.data)
-            self._payloads.put(key, blob.data)
-            return blob.data
-
-        return await self._flights.run(key, load)
-
-
-def _check_external(key: str, entry: Entry, data: bytes) -> None:
-    if len(data) != entry.size:
-        raise EntryError(f"external {key}: {len(data)} bytes but the index says {entry.size}")
-    assert entry.external is not None
-    if entry.external.sha256 is not None:
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != entry.external.sha256:
-            raise EntryError(f"external {key}: sha256 {digest} does not match the index")
+    async def _load_external(
+        self,
+        container: Container,
+        entry: Entry,
+        target: ExternalObject,
+        cache_key: tuple[object, ...],
+    ) -> bytes:
+        data = await self.externals.read_whole(container, entry, target)
+        self._payloads.put(cache_key, data)
+        return data
 
 
 def _successors(container: Container, entry: Entry) -> list[Entry]:
     entries = container.index.entries
-    return [
-        e for e in entries[entry.position + 1 : entry.position + 1 + 4096] if e.external is None
-    ]
-
-
-def _next_window(window: int, settings: CacheSettings, cache_bytes: int) -> int:
-    # A window the block cache cannot hold evicts its own first blocks before they are
-    # read, and every later read of them fetches a whole window again.
-    cap = max(settings.block_size, min(settings.readahead_max, cache_bytes // 4))
-    if window == 0:
-        return min(settings.readahead_min, cap)
-    return min(window * 2, cap)
+    following = entries[entry.position + 1 : entry.position + 1 + RUN_LOOKAHEAD]
+    return [e for e in following if e.external is None]

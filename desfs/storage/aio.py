@@ -37,6 +37,10 @@ class AsyncStorage:
     def describe(self) -> str:
         return self.storage.describe()
 
+    @property
+    def key_prefix(self) -> str:
+        return self.storage.key_prefix
+
     async def list_page(self, prefix: str, delimiter: str, token: str | None) -> ListPage:
         return await self._run(lambda: self.storage.list_page(prefix, delimiter, token))
 

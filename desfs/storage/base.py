@@ -46,6 +46,12 @@ class Storage(Protocol):
 
     counters: RequestCounters
 
+    @property
+    def key_prefix(self) -> str:
+        """Where the source root sits in its bucket ("" or ending with "/"; "" locally).
+        Writers record some keys bucket-relative; this turns them source-relative."""
+        ...
+
     def describe(self) -> str:
         """A human description for logs and errors; never contains a secret."""
         ...

@@ -53,6 +53,10 @@ class LocalStorage:
     def __repr__(self) -> str:
         return f"LocalStorage({str(self.root)!r})"
 
+    @property
+    def key_prefix(self) -> str:
+        return ""
+
     def list_page(self, prefix: str, delimiter: str, token: str | None) -> ListPage:
         return self._counted(
             RequestKind.LIST,

@@ -94,6 +94,10 @@ class S3Storage:
     def __repr__(self) -> str:
         return f"S3Storage({self._where!r})"
 
+    @property
+    def key_prefix(self) -> str:
+        return self.settings.prefix
+
     def list_page(self, prefix: str, delimiter: str, token: str | None) -> ListPage:
         args: dict[str, Any] = {
             "Bucket": self.settings.bucket,
