@@ -10,10 +10,15 @@ identity is resolved by probing the next free number, so two live nodes never sh
 one. Nodes are forgotten when the kernel's lookup count drops to zero.
 
 The kernel forgets only under memory pressure, so after a walk it would keep every
-entry, and this table one node per entry. The table therefore has a soft `limit`: past
-it, `surplus` names the least recently looked-up leaves (nodes with no remembered
-children) for the FUSE layer to invalidate, and the kernel's forgets then shrink the
-table. Leaves only, so a directory the walk is still inside is never dropped whole.
+entry, and this table a node for each. The table therefore has a soft `limit`: past it,
+`surplus` names nodes for the FUSE layer to invalidate, and the kernel's forgets then
+shrink the table. It prefers a cold directory (nothing in or below it looked up for
+`COLD_EPOCHS` epochs), because one invalidation drops its whole subtree, and falls back
+to the least recently looked-up file. One invalidation costs the FUSE layer about one
+request's worth of time, and one READDIRPLUS reply adds dozens of entries, so releasing
+files one by one could not keep up with a walk. Inside one huge directory that is still
+being listed there is no cold directory, so readdir hands out fewer entries per reply
+while the table is `crowded`, and the walk proceeds at the pace of the releases.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from typing import Generic, TypeVar
 
 ROOT_INODE = 1
 ENTRY_BITS = 28  # low bits of a shard's inode numbers: (position + 1) << 1 | is_directory
+EPOCH_BITS = 8  # an epoch is 256 lookups
+COLD_EPOCHS = 4
 _MASK = (1 << 63) - 1
 _ENTRY_MASK = (1 << ENTRY_BITS) - 1
 
@@ -37,8 +44,10 @@ class _Slot(Generic[N]):
     node: N
     lookups: int
     parent: int
+    directory: bool
     children: int = 0  # remembered nodes whose parent this is
-    released: bool = False  # the kernel has been asked to drop its entry
+    epoch: int = 0  # when this node, or anything below it, was last looked up
+    counted: int = -1  # >= 0: released, and the nodes its release still counts as going
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +61,14 @@ class Release(Generic[N]):
 
 class InodeTable(Generic[N]):
     def __init__(self, root: N, limit: int) -> None:
-        self._slots: dict[int, _Slot[N]] = {ROOT_INODE: _Slot(("root",), root, 1, ROOT_INODE)}
+        root_slot = _Slot(("root",), root, 1, ROOT_INODE, True)
+        self._slots: dict[int, _Slot[N]] = {ROOT_INODE: root_slot}
         self._by_identity: dict[tuple[str, ...], int] = {("root",): ROOT_INODE}
         self._limit = limit
-        self._leaves: OrderedDict[int, None] = OrderedDict()  # oldest lookup first
-        self._released = 0
+        self._lookups = 0
+        self._files: OrderedDict[int, None] = OrderedDict()  # oldest lookup first
+        self._dirs: OrderedDict[int, None] = OrderedDict()  # oldest activity below first
+        self._released = 0  # nodes the kernel was asked to drop and has not forgotten yet
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -71,21 +83,27 @@ class InodeTable(Generic[N]):
             ino = (ino + 1) & _MASK
         return ino
 
-    def remember(self, identity: tuple[str, ...], preferred: int, node: N, parent: int) -> int:
+    def remember(
+        self, identity: tuple[str, ...], preferred: int, node: N, parent: int, directory: bool
+    ) -> int:
         """Count one kernel lookup of the node (a child of `parent`); return its number."""
         ino = self.number(identity, preferred)
         slot = self._slots.get(ino)
         if slot is None:
-            slot = self._slots[ino] = _Slot(identity, node, 1, parent)
+            slot = self._slots[ino] = _Slot(identity, node, 1, parent, directory)
             self._by_identity[identity] = ino
-            self._adopt(parent)
+            if parent in self._slots:
+                self._slots[parent].children += 1
         else:
             slot.lookups += 1
             slot.node = node
-            self._unmark(slot)
-        if slot.children == 0:
-            self._leaves[ino] = None
-            self._leaves.move_to_end(ino)
+            self._unrelease(slot)
+        self._lookups += 1
+        slot.epoch = self._lookups >> EPOCH_BITS
+        queue = self._dirs if slot.directory else self._files
+        queue[ino] = None
+        queue.move_to_end(ino)
+        self._touch(parent, slot.epoch)
         return ino
 
     def get(self, ino: int) -> N | None:
@@ -101,47 +119,68 @@ class InodeTable(Generic[N]):
             return
         del self._slots[ino]
         del self._by_identity[slot.identity]
-        self._leaves.pop(ino, None)
-        self._unmark(slot)
+        (self._dirs if slot.directory else self._files).pop(ino, None)
+        self._unrelease(slot)
         parent = self._slots.get(slot.parent)
-        if parent is not None and parent.children > 0:
-            parent.children -= 1
-            if parent.children == 0 and not parent.released and slot.parent != ROOT_INODE:
-                self._leaves[slot.parent] = None
+        if parent is not None:
+            parent.children = max(0, parent.children - 1)
+            if parent.counted > 1:
+                parent.counted -= 1
+                self._released -= 1
 
     def over_limit(self) -> bool:
-        return bool(self._leaves) and len(self._slots) - self._released > self._limit
+        has_candidates = bool(self._files or self._dirs)
+        return has_candidates and len(self._slots) - self._released > self._limit
+
+    def crowded(self) -> bool:
+        """Far enough over the limit that callers should hand the kernel fewer entries."""
+        return len(self._slots) - self._released > self._limit + self._limit // 4
 
     def surplus(self, most: int) -> list[Release[N]]:
-        """Up to `most` least recently looked-up leaves beyond the limit, marked released."""
+        """Up to `most` nodes to invalidate so that the table gets back under its limit."""
         found: list[Release[N]] = []
-        excess = len(self._slots) - self._released - self._limit
-        while excess > len(found) and len(found) < most and self._leaves:
-            ino, _ = self._leaves.popitem(last=False)
+        while len(found) < most and self.over_limit():
+            ino = self._pick()
             slot = self._slots[ino]
-            slot.released = True
-            self._released += 1
+            parent = self._slots.get(slot.parent)
+            if parent is not None and parent.counted >= 0:
+                continue  # its directory's release drops it too
+            slot.counted = 1 + (slot.children if slot.directory else 0)
+            self._released += slot.counted
             found.append(Release(ino, slot.parent, slot.node))
         return found
 
     def unrelease(self, ino: int) -> None:
         """The kernel had no entry to drop (yet): make the node a candidate again."""
         slot = self._slots.get(ino)
-        if slot is not None and slot.released:
-            self._unmark(slot)
-            if slot.children == 0:
-                self._leaves[ino] = None
+        if slot is not None and slot.counted >= 0:
+            self._unrelease(slot)
+            (self._dirs if slot.directory else self._files)[ino] = None
 
-    def _adopt(self, parent: int) -> None:
-        slot = self._slots.get(parent)
-        if slot is not None:
-            slot.children += 1
-            self._leaves.pop(parent, None)
+    def _pick(self) -> int:
+        """A cold directory if there is one, else the oldest file, else the oldest directory."""
+        oldest_dir = next(iter(self._dirs), None)
+        if oldest_dir is not None:
+            epoch = self._lookups >> EPOCH_BITS
+            if self._slots[oldest_dir].epoch + COLD_EPOCHS < epoch or not self._files:
+                return self._dirs.popitem(last=False)[0]
+        return self._files.popitem(last=False)[0]
 
-    def _unmark(self, slot: _Slot[N]) -> None:
-        if slot.released:
-            slot.released = False
-            self._released -= 1
+    def _touch(self, ino: int, epoch: int) -> None:
+        """Mark the directory `ino` and its ancestors active in this epoch."""
+        while ino != ROOT_INODE:
+            slot = self._slots.get(ino)
+            if slot is None or slot.epoch == epoch:
+                return
+            slot.epoch = epoch
+            if ino in self._dirs:
+                self._dirs.move_to_end(ino)
+            ino = slot.parent
+
+    def _unrelease(self, slot: _Slot[N]) -> None:
+        if slot.counted >= 0:
+            self._released -= slot.counted
+            slot.counted = -1
 
 
 def hashed_inode(*parts: str) -> int:
