@@ -20,7 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
 
-from desfs.errors import NoAttribute, NotADirectory, NotFound, PartialContainer
+import trio
+
+from desfs.errors import DesfsError, NoAttribute, NotADirectory, NotFound, PartialContainer
 from desfs.format.model import Entry
 from desfs.fs.archive import Archive, DayDir, RootDir
 from desfs.fs.attributes import (
@@ -47,6 +49,7 @@ from desfs.fs.nodes import (
     tree_child,
 )
 from desfs.fs.readahead import Stream
+from desfs.fs.walk import ShardWalk, open_ahead
 from desfs.namespace.tree import FileNode
 
 log = logging.getLogger(__name__)
@@ -109,6 +112,7 @@ class DesFilesystem:
         self._dirs: dict[int, _Listing] = {}
         self._files: dict[int, _Open] = {}
         self._handles = count(1)
+        self._walk = ShardWalk()
 
     # -- names -----------------------------------------------------------------------
 
@@ -261,10 +265,38 @@ class DesFilesystem:
             ]
             return len(shards), shards.__getitem__
         if isinstance(node, ShardStub):
-            container = await self._load(node.ref)
+            container = await self._open_shard(node)
             entries = container.tree.listdir(node.path)
             return len(entries), lambda i: tree_child(node, container, *entries[i])
         raise NotADirectory(f"{node} is not a directory")
+
+    async def _open_shard(self, node: ShardStub) -> Container:
+        """Load the shard's container; on a walk, the next shards' in the same round trip."""
+        if node.path != "" or self.archive.loader.cached(node.ref) is not None:
+            return await self._load(node.ref)
+        listing = await self.archive.catalog.day(node.day)
+        ahead = [
+            ref
+            for ref in self._walk.ahead(listing, node.ref.name.shard)
+            if self.archive.loader.cached(ref) is None
+        ]
+        if not ahead:
+            return await self._load(node.ref)
+        found: list[Container] = []
+        failed: list[DesfsError] = []
+
+        async def this_one(ref: ContainerRef) -> None:
+            try:
+                found.append(await self._load(ref))
+            except DesfsError as exc:
+                failed.append(exc)  # raised below, as itself: its errno must survive
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(open_ahead, ahead, self.archive.loader.load)
+            nursery.start_soon(this_one, node.ref)
+        if failed:
+            raise failed[0]
+        return found[0]
 
     async def _child(self, parent: Node, name: str) -> Child:
         if isinstance(parent, RootDir):

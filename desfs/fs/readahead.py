@@ -4,20 +4,32 @@ Used for large uncompressed entries and for large external payloads. Each open f
 a `Stream`: while its reads stay sequential the window starts at `readahead_min` and
 doubles up to `readahead_max` (never more than a quarter of the block cache, which must
 hold a window until it is read); a jump resets it, and a random read fetches only its
-aligned blocks. All windows in flight together stay under `prefetch_budget` bytes.
+aligned blocks. An open file whose random reads keep missing (`RANDOM_MISSES`) in an
+entry that fits in half the block cache is fetched whole, in parallel 8 MiB GETs: on a
+store with tens of milliseconds per request that is one round instead of one per block.
+All windows in flight together stay under `prefetch_budget` bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+import trio
 
 from desfs.cache.lru import ByteLRU
 from desfs.cache.ranges import BlockKey, ObjectRef, RangeCache
 from desfs.cache.singleflight import SingleFlight
 from desfs.config import CacheSettings
+from desfs.errors import DesfsError
 
 Fetch = Callable[[int, int], Awaitable[bytes]]
+
+
+SEEK_TOLERANCE = 1024 * 1024  # distance from the stream's head that still counts as in order
+RANDOM_MISSES = 4  # random misses in one open file before it is fetched whole
+WHOLE_CHUNK = 8 * 1024 * 1024  # the parallel GETs a whole-entry fetch is cut into
 
 
 @dataclass(slots=True)
@@ -26,6 +38,8 @@ class Stream:
 
     next_offset: int = 0
     window: int = 0
+    random_misses: int = 0
+    fetched_whole: bool = False
 
 
 class Readahead:
@@ -48,8 +62,11 @@ class Readahead:
         """Bytes `span` (relative to `base`) of the region [base, limit) of `obj`."""
         offset, end = span
         lo, hi = base + offset, base + end
-        sequential = offset == stream.next_offset and offset > 0
-        stream.next_offset = end
+        # The kernel's own readahead sends neighbouring requests out of order: a read
+        # near the stream's head (within a window either way) still continues it.
+        near = abs(offset - stream.next_offset) <= max(stream.window, SEEK_TOLERANCE)
+        sequential = offset > 0 and near
+        stream.next_offset = max(stream.next_offset, end) if near else end
         if not self.blocks.contains(obj, lo, hi):
             if sequential or offset == 0:
                 stream.window = self._next_window(stream.window)
@@ -58,7 +75,31 @@ class Readahead:
                     await self._prefetch(obj, lo, span_end, fetch)
             else:
                 stream.window = 0
+                stream.random_misses += 1
+                if self._fetch_whole_now(stream, limit - base):
+                    await self._fetch_whole(obj, base, limit, fetch)
         return await self.blocks.read(obj, lo, hi, fetch)
+
+    def _fetch_whole_now(self, stream: Stream, size: int) -> bool:
+        """Random reads that keep missing in an entry the cache can hold with room to
+        spare: one round of parallel GETs for all of it beats a round trip per block.
+        An entry too big for that (a database-like file) keeps block-sized reads."""
+        if stream.fetched_whole or stream.random_misses < RANDOM_MISSES:
+            return False
+        if size > self._lru.budget // 2 or self._in_flight + size > self._settings.prefetch_budget:
+            return False
+        stream.fetched_whole = True
+        return True
+
+    async def _fetch_whole(self, obj: ObjectRef, base: int, limit: int, fetch: Fetch) -> None:
+        async def chunk(lo: int) -> None:
+            # Only a head start: the read itself fetches, and reports, what it needs.
+            with contextlib.suppress(DesfsError):
+                await self._prefetch(obj, lo, min(limit, lo + WHOLE_CHUNK), fetch)
+
+        async with trio.open_nursery() as nursery:
+            for lo in range(base, limit, WHOLE_CHUNK):
+                nursery.start_soon(chunk, lo)
 
     async def _prefetch(self, obj: ObjectRef, lo: int, hi: int, fetch: Fetch) -> None:
         self._in_flight += hi - lo

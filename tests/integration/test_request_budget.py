@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
 import re
 import subprocess
@@ -18,6 +19,8 @@ from typing import Any
 import pytest
 
 from desfs.format.model import Format
+from desfs.fs.readahead import RANDOM_MISSES, WHOLE_CHUNK
+from desfs.fs.walk import WINDOW as WALK_WINDOW
 from desfs.pack import pack_directory
 from desfs.pack_options import PackOptions
 from tests.support.moto_server import MotoServer, upload_tree
@@ -48,6 +51,7 @@ def _make_source(root: Path) -> dict[str, bytes]:
         files[f"docs/file-{i:04d}.txt"] = rng.randbytes(rng.randint(200, 6000))
     files["docs/empty.txt"] = b""
     files["big/large.bin"] = rng.randbytes(1 * MiB) * (BIG_FILE // MiB)
+    files["big/random.bin"] = rng.randbytes(BIG_FILE)  # read only by the random-read test
     for name, data in files.items():
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         (src / name).write_bytes(data)
@@ -245,3 +249,71 @@ def test_des2_open_costs_and_own_counters_agree(des2_mount: Layout) -> None:
     after = _stats(layout.mnt)["store"]["requests"]
     server = 2 + 3  # the two opens above
     assert after["get_range"] - before["get_range"] == server
+
+
+def test_random_reads_that_keep_missing_fetch_the_entry_whole(budget_mount: Layout) -> None:
+    layout, proxy = budget_mount, budget_mount.proxy
+    path = _shard_of(layout, "big/random.bin") / "big/random.bin"
+    data = layout.files["big/random.bin"]
+    subprocess.run(["stat", str(path)], check=True, timeout=30, capture_output=True)
+    rng = random.Random(6)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        # A fresh open: earlier tests' blocks may be cached, so count only what this needs.
+        proxy.reset_counts()
+        for _ in range(200):
+            start = rng.randrange(0, BIG_FILE - 4096) // 4096 * 4096
+            assert os.pread(fd, 4096, start) == data[start : start + 4096]
+    finally:
+        os.close(fd)
+    gets = _gets(proxy.requests)
+    # A few block GETs, then the rest of the entry in parallel 8 MiB pieces: never one
+    # round trip per random read.
+    assert len(gets) > RANDOM_MISSES, "the first random misses fetch single blocks"
+    # Each block already fetched can split one 8 MiB piece in two.
+    bound = 2 * RANDOM_MISSES + math.ceil(BIG_FILE / WHOLE_CHUNK) + 1
+    assert len(gets) <= bound, len(gets)
+    assert max(_range_length(r) for r in gets) > 1 * MiB
+    assert sum(r.bytes for r in gets) <= BIG_FILE + RANDOM_MISSES * 256 * 1024
+
+
+@pytest.fixture(scope="module")
+def many_shards(
+    tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer, s3_client: Any
+) -> Iterator[Layout]:
+    root = tmp_path_factory.mktemp("walk")
+    rng = random.Random(9)
+    files = {f"f{i:04d}.txt": rng.randbytes(rng.randint(10, 2000)) for i in range(400)}
+    for name, data in files.items():
+        (root / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "src" / name).write_bytes(data)
+    options = PackOptions(format=Format.DESHEAD1, day=date(2024, 12, 7), shard_bits=4)
+    pack_directory(root / "src", root / "bucket", options)
+    s3_client.create_bucket(Bucket="walk")
+    upload_tree(s3_client, "walk", root / "bucket", "")
+    proxy = S3Proxy(moto_server.port).start()
+    env = {**moto_server.env(), "AWS_ENDPOINT_URL": proxy.url}
+    try:
+        with Mounted("s3://walk", root / "mnt", root / "daemon.log", [], env) as mount:
+            yield Layout(mount.path, proxy, files)
+    finally:
+        proxy.stop()
+
+
+def test_a_walk_opens_the_next_shards_together(many_shards: Layout) -> None:
+    layout, proxy = many_shards, many_shards.proxy
+    day = layout.mnt / "2024-12-07"
+    shards = sorted(os.listdir(day))
+    assert len(shards) == 16
+    proxy.reset_counts()
+    os.listdir(day / shards[9])  # browsing: one shard, one open
+    os.listdir(day / shards[3])  # not its successor: still one open
+    assert len(_gets(proxy.requests)) == 2
+    proxy.reset_counts()
+    os.listdir(day / shards[4])  # the successor of the last one opened: a walk
+    opened = {r.path.rsplit("/", 1)[1] for r in _gets(proxy.requests)}
+    assert opened == {f"{s}.des" for s in shards[4 : 4 + 1 + WALK_WINDOW] if s != shards[9]}
+    proxy.reset_counts()
+    for shard in shards[5 : 4 + 1 + WALK_WINDOW]:
+        os.listdir(day / shard)
+    assert _gets(proxy.requests) == [], "shards opened ahead of the walk cost nothing"

@@ -5,10 +5,12 @@ Requests are forwarded verbatim (Host and Authorization untouched, so signatures
 valid); point a path-style client at `proxy.url`. Each request is recorded with its kind
 as desfs counts them: "list", "get" (no Range), "get_range", "head", or "other".
 
-Faults apply to the next requests in the order they were queued: an S3 error reply
-(`fail_next`), a connection reset (`reset_next`), a stall longer than the client's read
-timeout (`stall_next`), a body cut short (`truncate_next`), a Range header the server
-ignores (`ignore_range_next`); `latency` delays every reply.
+Faults apply to the next requests in the order they were queued (with `path`, only to
+requests whose path and query contain it): an S3 error reply (`fail_next`), a connection
+reset (`reset_next`), a stall longer than the client's read timeout (`stall_next`), headers
+and half the body and then a stall (`stall_body_next`), a body cut short
+(`truncate_next`), a Range header the server ignores (`ignore_range_next`); `latency`
+delays every reply.
 `stop()`/`start()` take the endpoint away and bring it back on the same port.
 """
 
@@ -40,10 +42,11 @@ class RequestRecord:
 
 @dataclass(frozen=True, slots=True)
 class _Fault:
-    action: str  # "fail", "reset", "stall", "truncate", "ignore_range"
+    action: str  # "fail", "reset", "stall", "stall_body", "truncate", "ignore_range"
     status: int = 0
     code: str = ""
     seconds: float = 0.0
+    path: str = ""  # applies to requests whose path and query contain it; "": to any
 
 
 class S3Proxy:
@@ -63,6 +66,10 @@ class S3Proxy:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
 
     def start(self) -> S3Proxy:
         self.stopping.clear()
@@ -91,21 +98,32 @@ class S3Proxy:
 
     # --- faults -------------------------------------------------------------------
 
-    def fail_next(self, count: int, status: int = 503, code: str = "SlowDown") -> None:
-        self._queue(count, _Fault("fail", status=status, code=code))
+    def fail_next(
+        self, count: int, status: int = 503, code: str = "SlowDown", path: str = ""
+    ) -> None:
+        self._queue(count, _Fault("fail", status=status, code=code, path=path))
 
-    def reset_next(self, count: int) -> None:
-        self._queue(count, _Fault("reset"))
+    def reset_next(self, count: int, path: str = "") -> None:
+        self._queue(count, _Fault("reset", path=path))
 
-    def stall_next(self, count: int, seconds: float) -> None:
-        self._queue(count, _Fault("stall", seconds=seconds))
+    def stall_next(self, count: int, seconds: float, path: str = "") -> None:
+        self._queue(count, _Fault("stall", seconds=seconds, path=path))
 
-    def truncate_next(self, count: int) -> None:
-        self._queue(count, _Fault("truncate"))
+    def stall_body_next(self, count: int, seconds: float, path: str = "") -> None:
+        """Send the headers and half the body, then go silent for `seconds` and reset."""
+        self._queue(count, _Fault("stall_body", seconds=seconds, path=path))
 
-    def ignore_range_next(self, count: int) -> None:
+    def truncate_next(self, count: int, path: str = "") -> None:
+        self._queue(count, _Fault("truncate", path=path))
+
+    def ignore_range_next(self, count: int, path: str = "") -> None:
         """Forward without the Range header: a server that answers 200 with everything."""
-        self._queue(count, _Fault("ignore_range"))
+        self._queue(count, _Fault("ignore_range", path=path))
+
+    def pending_faults(self) -> int:
+        """Faults queued and not yet applied to a request."""
+        with self._lock:
+            return len(self._faults)
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -136,9 +154,13 @@ class S3Proxy:
         with self._lock:
             self._faults.extend([fault] * count)
 
-    def next_fault(self) -> _Fault | None:
+    def next_fault(self, path: str) -> _Fault | None:
         with self._lock:
-            return self._faults.popleft() if self._faults else None
+            for position, fault in enumerate(self._faults):
+                if fault.path in path:
+                    del self._faults[position]
+                    return fault
+            return None
 
     def record(self, record: RequestRecord) -> None:
         with self._lock:
@@ -197,6 +219,9 @@ def _handler_class(proxy: S3Proxy) -> type[BaseHTTPRequestHandler]:
 class _ProxyHandler(BaseHTTPRequestHandler):
     proxy: S3Proxy
     protocol_version = "HTTP/1.1"
+    # A reply's head and body go out in two sends; with Nagle on, every GET with a body
+    # waits ~40 ms for the client's delayed ACK.
+    disable_nagle_algorithm = True
 
     def setup(self) -> None:
         super().setup()
@@ -226,9 +251,16 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         self._handle()
 
     def _handle(self) -> None:
+        try:
+            self._serve()
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up first (its read timeout, under latency): nothing to tell.
+            self.close_connection = True
+
+    def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        fault = self.proxy.next_fault()
+        fault = self.proxy.next_fault(self.path)
         if self.proxy.latency and self.proxy.stopping.wait(self.proxy.latency):
             return self._abort()
         slow = max((s for p, s in self.proxy.slow_paths.items() if p in self.path), default=0.0)
@@ -244,8 +276,13 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return self._reply(fault.status, "Injected", [], payload, cut=False)
         drop_range = fault is not None and fault.action == "ignore_range"
         status, reason, headers, payload = self._forward(body, drop_range)
-        cut = fault is not None and fault.action == "truncate"
-        self._reply(status, reason, headers, payload, cut=cut)
+        action = fault.action if fault is not None else ""
+        cut = action in ("truncate", "stall_body")
+        self._reply(status, reason, headers, payload, cut=cut, fin=action != "stall_body")
+        if fault is not None and action == "stall_body":
+            # Silent with the body half sent, then gone: a peer that hung mid-transfer.
+            self.proxy.stopping.wait(fault.seconds)
+            self._abort()
 
     def _forward(
         self, body: bytes, drop_range: bool
@@ -266,7 +303,13 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             conn.close()
 
     def _reply(
-        self, status: int, reason: str, headers: list[tuple[str, str]], payload: bytes, cut: bool
+        self,
+        status: int,
+        reason: str,
+        headers: list[tuple[str, str]],
+        payload: bytes,
+        cut: bool,
+        fin: bool = True,
     ) -> None:
         head = self.command == "HEAD"
         self.send_response_only(status, reason)
@@ -288,8 +331,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.wfile.write(payload[:sent])
         self.wfile.flush()
         if cut:
-            # A clean FIN mid-body: the client sees fewer bytes than Content-Length.
             self.close_connection = True
+        if cut and fin:
+            # A clean FIN mid-body: the client sees fewer bytes than Content-Length.
             self.connection.shutdown(socket.SHUT_WR)
 
     def _abort(self) -> None:
