@@ -16,7 +16,7 @@ setup: $(STAMP)
 demo: $(STAMP)
 	scripts/demo.sh "$(MNT)"
 
-LINTED := desfs tests scripts $(wildcard bench)
+LINTED := desfs tests scripts $(wildcard bench) $(wildcard fuzz)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINTED)

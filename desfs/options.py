@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from desfs.errors import UsageError
-from desfs.settings_keys import BY_OPTION, KEYS, Key
+from desfs.settings_keys import BY_OPTION, KEYS, SECRETS, Key
 from desfs.settings_kinds import Flag, close_match
 from desfs.settings_kinds import parse_size as parse_size
 from desfs.settings_loader import CONFIG_SOURCE, Layer, Settings, read_config, resolve
@@ -26,6 +26,8 @@ IGNORED_OPTIONS = frozenset(
         "lazytime", "nolazytime", "sync", "async", "dirsync", "silent", "loud",
     }
 )  # fmt: skip
+# The S3 credentials have no flag and no option; naming one in -o is refused without echo.
+SECRET_OPTIONS = frozenset(path.rpartition(".")[2] for path in SECRETS)
 
 
 def add_source_options(parser: argparse.ArgumentParser, source: str | None = None) -> None:
@@ -102,6 +104,11 @@ def option_layer(groups: Sequence[str]) -> tuple[Layer, str | None]:
             config = value
             continue
         key = BY_OPTION.get(name)
+        if key is None and name.removeprefix("aws_") in SECRET_OPTIONS:
+            raise UsageError(
+                f"-o {name}: credentials are not accepted as options, since command lines "
+                "are visible to every user; use the environment or a config file of mode 0600"
+            )
         if key is None:
             guess = close_match(name, [*BY_OPTION, "config"])
             hint = f"; did you mean {guess}?" if guess else ""

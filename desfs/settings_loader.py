@@ -185,6 +185,8 @@ def parse_value(key: Key, value: object, where: str, text: bool) -> Any:
     except Invalid as bad:
         hint = f"; did you mean {bad.hint!r}?" if bad.hint else ""
         shown = repr(value) if text else _show(value)
+        if key.path in SECRETS:  # a credential is never echoed, not even a malformed one
+            shown, hint = "the value (not shown)", ""
         raise UsageError(
             f"{where}: {shown} is {bad.problem}; expected {bad.expected}{hint}"
         ) from None

@@ -20,6 +20,9 @@ from desfs.fs.catalog import ContainerRef
 from desfs.fs.containers import Container
 
 XATTR_MAX = 64 * 1024  # Linux XATTR_SIZE_MAX
+# st_size and st_mtime_ns are signed 64-bit in the kernel's stat. An index or metadata that
+# claims more must not fail the whole directory listing the entry sits in.
+STAT_MAX = 2**63 - 1
 TIME_KEYS = ("mtime", "modified", "created_at", "timestamp")
 NS = 1_000_000_000
 
@@ -51,6 +54,8 @@ class Attr:
 
     @classmethod
     def file(cls, ino: int, size: int, mtime_ns: int, owner: Ownership, ttl: float) -> Attr:
+        # Only an entry already marked unreadable can claim a size over STAT_MAX.
+        size = min(size, STAT_MAX)
         return cls(ino, False, size, mtime_ns, 1, stat.S_IFREG | (0o444 & ~owner.umask), ttl)
 
 
@@ -73,7 +78,7 @@ def _meta_time(meta: bytes) -> int | None:
         return None
     try:
         parsed = json.loads(meta)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: hostile nesting depth
         return None
     if not isinstance(parsed, dict):
         return None
@@ -86,6 +91,12 @@ def _meta_time(meta: bytes) -> int | None:
 
 
 def _parse_time(value: object) -> int | None:
+    stamp = _time_ns(value)
+    # Years before 1678 or after 2261 do not fit in st_mtime_ns: not a usable time.
+    return stamp if stamp is not None and -STAT_MAX <= stamp <= STAT_MAX else None
+
+
+def _time_ns(value: object) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float) and 0 <= value < 1e11:

@@ -234,7 +234,8 @@ def _plain_name(raw: bytes) -> str | None:
         name = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if name in ("", ".", "..") or "/" in name or "\x00" in name:
+    # The same test as every other key component, backslash included.
+    if not _safe_part(name) or "/" in name:
         return None
     return name
 
