@@ -3,15 +3,17 @@
 A container opens with one suffix GET of the tail window; DES2 sends its 8-byte header
 GET and a listed `.meta` sidecar GET in the same round. An index larger than the window
 costs exactly one more GET. Opened containers are kept in an LRU bounded by an estimate
-of their memory; concurrent first touches share one load; a failed open is remembered
-for `error_ttl` seconds so a broken container is not fetched again on every `ls`.
+of their memory; concurrent first touches share one load; a container that failed to open
+(corrupt, partly written, missing) is remembered for `error_ttl` seconds so it is not
+fetched again on every `ls`; a store that did not answer is asked again at the next touch.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 from cachetools import LRUCache
@@ -19,7 +21,14 @@ from cachetools import LRUCache
 from desfs.cache.persistent import CachedTail, IndexStore
 from desfs.cache.singleflight import SingleFlight
 from desfs.config import CacheSettings, LayoutSettings
-from desfs.errors import DesfsError, FormatError, PartialContainer
+from desfs.errors import (
+    AccessDenied,
+    DesfsError,
+    FormatError,
+    ObjectMissing,
+    PartialContainer,
+    StorageError,
+)
 from desfs.format.container import open_container
 from desfs.format.model import ContainerIndex, Format, NeedBytes
 from desfs.fs.catalog import ContainerRef
@@ -128,7 +137,8 @@ class ContainerLoader:
         try:
             container = await self._open(ref)
         except DesfsError as exc:
-            self._failed[key] = (self._clock() + self._error_ttl, exc)
+            if _about_the_object(exc):
+                self._failed[key] = (self._clock() + self._error_ttl, exc)
             log.warning("container %s: %s", ref.key, exc)
             raise
         self._failed.pop(key, None)
@@ -218,12 +228,12 @@ class ContainerLoader:
         async def sidecar() -> None:
             results["sidecar"] = await self._read_sidecar(ref)
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(tail)
-            if want_head:
-                nursery.start_soon(head)
-            if self._want_sidecar(ref):
-                nursery.start_soon(sidecar)
+        jobs = [tail]
+        if want_head:
+            jobs.append(head)
+        if self._want_sidecar(ref):
+            jobs.append(sidecar)
+        await _together(jobs)
         blob = results["tail"]
         assert isinstance(blob, Blob)
         head_bytes = results.get("head")
@@ -243,9 +253,7 @@ class ContainerLoader:
         async def fetch(start: int, end: int) -> None:
             got[(start, end)] = await self._storage.read_range(ref.key, start, end, tail.etag)
 
-        async with trio.open_nursery() as nursery:
-            for start, end in need.ranges:
-                nursery.start_soon(fetch, start, end)
+        await _together([partial(fetch, start, end) for start, end in need.ranges])
         data = tail.data
         for (start, end), chunk in got.items():
             if len(chunk) != end - start:
@@ -275,6 +283,34 @@ class ContainerLoader:
         except FormatError as exc:
             log.warning("sidecar of %s ignored: %s", ref.key, exc)
             return frozenset()
+
+
+def _about_the_object(exc: DesfsError) -> bool:
+    """Whether a failed open says something lasting about the object (corrupt, partly
+    written, missing, refused), which `error_ttl` remembers. A store that did not answer,
+    or an object replaced under the open (412), is asked again at the next touch, so the
+    shard works as soon as the store does."""
+    return isinstance(exc, ObjectMissing | AccessDenied) or not isinstance(exc, StorageError)
+
+
+async def _together(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
+    """Run `jobs` concurrently. The first failure cancels the others and is raised as
+    itself, not wrapped in an exception group, so a failed open keeps its desfs error
+    class: its errno at the FUSE boundary, and whether `error_ttl` remembers it."""
+    errors: list[Exception] = []
+
+    async def guarded(job: Callable[[], Awaitable[None]], scope: trio.CancelScope) -> None:
+        try:
+            await job()
+        except Exception as exc:
+            errors.append(exc)
+            scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        for job in jobs:
+            nursery.start_soon(guarded, job, nursery.cancel_scope)
+    if errors:
+        raise errors[0]
 
 
 def _parse_record(ref: ContainerRef, cached: CachedTail) -> ContainerIndex | None:

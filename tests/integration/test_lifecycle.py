@@ -66,9 +66,18 @@ def mount_count(mnt: Path) -> int:
 
 
 def _alive(proc: Path) -> bool:
-    """Whether a /proc entry is a running process (a zombie has already exited)."""
+    """Whether any thread of a /proc entry still runs. A zombie main thread is not enough:
+    the other threads may still be exiting and holding /dev/fuse open."""
     try:
-        return (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        tasks = list((proc / "task").iterdir())
+    except OSError:
+        return False
+    return any(_running(task) for task in tasks)
+
+
+def _running(task: Path) -> bool:
+    try:
+        return (task / "stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except OSError:
         return False
 
@@ -98,6 +107,12 @@ def wait_gone(pids: list[int]) -> None:
     deadline = time.monotonic() + TIMEOUT
     while any(_alive(Path(f"/proc/{pid}")) for pid in pids):
         assert time.monotonic() < deadline, f"daemon {pids} still running after {TIMEOUT}s"
+        time.sleep(0.05)
+
+
+def settle_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not condition() and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
@@ -246,6 +261,8 @@ def test_kill_9_leaves_enotconn_and_a_new_mount_recovers(source: Path, tmp_path:
         # A crash never looks like a valid empty directory. (A plain stat of the root
         # itself may still be answered from the kernel's attribute cache until the
         # listing TTL passes; anything that reaches the daemon fails.)
+        # While the kernel tears the connection down it may answer ECONNABORTED first.
+        settle_until(lambda: errno_of(lambda: os.listdir(mnt)) == errno.ENOTCONN)
         assert errno_of(lambda: os.listdir(mnt)) == errno.ENOTCONN
         assert errno_of(lambda: os.statvfs(mnt)) == errno.ENOTCONN
         assert errno_of(lambda: os.stat(mnt / "never-looked-up")) == errno.ENOTCONN
