@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
+from cachetools import LRUCache
 
 from desfs.cache.singleflight import SingleFlight
 from desfs.config import CacheSettings, LayoutSettings
@@ -37,6 +38,8 @@ from desfs.storage.aio import AsyncStorage
 from desfs.storage.base import ListPage, ObjectInfo
 
 log = logging.getLogger(__name__)
+
+DAYS_KEPT = 32  # day listings kept between lookups
 
 LAYOUT_NAMES = {
     "datavision": Layout.DATAVISION,
@@ -89,7 +92,9 @@ class Catalog:
         self._ttl = cache.listing_ttl
         self._clock = clock
         self._root: _RootView | None = None
-        self._days: dict[str, tuple[float, DayListing]] = {}
+        # A day of thousands of containers lists to about a MiB of refs: keep the recent
+        # days only, so a walk over years of days stays bounded.
+        self._days: LRUCache[str, tuple[float, DayListing]] = LRUCache(maxsize=DAYS_KEPT)
         self._flights: SingleFlight[str, object] = SingleFlight()
 
     async def days(self) -> tuple[str, ...]:

@@ -40,6 +40,7 @@ from desfs.storage.base import Blob
 log = logging.getLogger(__name__)
 
 HEAD_BYTES = 16
+MAX_REMEMBERED = 65536  # failed opens and stale records kept in memory at most
 # Bytes of Python objects per parsed entry besides its name (held twice: the entry's bytes
 # and the tree's str) and its meta; tracemalloc measured 330-350 on DESHEAD1 and DES2
 # containers of 5,000-20,000 entries, flat and nested names, with and without meta.
@@ -85,7 +86,9 @@ class ContainerLoader:
     ) -> None:
         self._storage = storage
         self._store = store
-        self._stale: set[tuple[str, str]] = set()  # records proven stale by a 412
+        # Records proven stale by a 412, and opens that failed: bounded, so a long-lived
+        # mount over a bucket full of broken containers cannot grow them without end.
+        self._stale: LRUCache[tuple[str, str], bool] = LRUCache(maxsize=MAX_REMEMBERED)
         self._window = cache.tail_window
         self._error_ttl = cache.error_ttl
         self._sidecar_max = layout.sidecar_max_bytes
@@ -96,7 +99,9 @@ class ContainerLoader:
         # One container bigger than the whole budget is still kept, alone: without it,
         # every lookup in its shard would parse its index again.
         self._oversized: tuple[tuple[str, str], Container] | None = None
-        self._failed: dict[tuple[str, str], tuple[float, DesfsError]] = {}
+        self._failed: LRUCache[tuple[str, str], tuple[float, DesfsError]] = LRUCache(
+            maxsize=MAX_REMEMBERED
+        )
         self._flights: SingleFlight[tuple[str, str], Container] = SingleFlight()
 
     def cached(self, ref: ContainerRef) -> Container | None:
@@ -120,7 +125,7 @@ class ContainerLoader:
         self._opened.pop(container.object_id, None)
         if self._oversized is not None and self._oversized[1] is container:
             self._oversized = None
-        self._stale.add((container.ref.key, container.ref.etag))
+        self._stale[(container.ref.key, container.ref.etag)] = True
 
     async def load(self, ref: ContainerRef) -> Container:
         key = (ref.key, ref.etag)
