@@ -3,10 +3,8 @@ pull each stored byte through about once (the store's byte counter tells)."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import subprocess
 from datetime import date
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 from desfs.format.model import Codec, Format
 from desfs.pack import pack_directory
 from desfs.pack_options import PackOptions
-from tests.support.mounting import Mounted, needs_fuse
+from tests.support.mounting import Mounted, needs_fuse, root_stats
 
 pytestmark = needs_fuse()
 
@@ -29,15 +27,6 @@ def _text(size: int, seed: int) -> bytes:
     while len(out) < size:
         out += rng.choice(words) + b" "
     return bytes(out[:size])
-
-
-def _stats(mnt: Path) -> dict[str, object]:
-    raw = subprocess.run(
-        ["getfattr", "--only-values", "-n", "user.des.stats", str(mnt)],
-        capture_output=True, timeout=30, check=True,
-    ).stdout  # fmt: skip
-    found: dict[str, object] = json.loads(raw)
-    return found
 
 
 @pytest.mark.parametrize("codec", [Codec.ZSTD, Codec.LZ4])
@@ -62,7 +51,7 @@ def test_scattered_preads_in_a_large_compressed_entry(codec: Codec, tmp_path: Pa
                 assert os.pread(fd, 4096, start) == data[start : start + 4096]
         finally:
             os.close(fd)
-        store = _stats(mount.path)["store"]
+        store = root_stats(mount.path)["store"]
         assert isinstance(store, dict)
         # Every stored byte pulled through about once, however the reads jumped around.
         assert store["bytes"] <= container_size * 1.25, (store, container_size)

@@ -4,13 +4,13 @@ the moto server while ordinary tools (`ls`, `stat`, `cat`, `cp -r`) use a real m
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import random
 import re
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -24,7 +24,7 @@ from desfs.fs.walk import WINDOW as WALK_WINDOW
 from desfs.pack import pack_directory
 from desfs.pack_options import PackOptions
 from tests.support.moto_server import MotoServer, upload_tree
-from tests.support.mounting import Mounted, needs_fuse
+from tests.support.mounting import Mounted, needs_fuse, root_stats
 from tests.support.s3proxy import RequestRecord, S3Proxy
 
 pytestmark = [needs_fuse(), pytest.mark.s3]
@@ -63,22 +63,31 @@ def _make_source(root: Path) -> dict[str, bytes]:
     return files
 
 
+@contextmanager
+def _mounted_bucket(
+    root: Path, bucket: str, moto: MotoServer, client: Any, files: dict[str, bytes], args: list[str]
+) -> Iterator[Layout]:
+    """Upload root/bucket to a fresh bucket and mount it through a counting proxy."""
+    client.create_bucket(Bucket=bucket)
+    upload_tree(client, bucket, root / "bucket", "")
+    proxy = S3Proxy(moto.port).start()
+    env = {**moto.env(), "AWS_ENDPOINT_URL": proxy.url}
+    try:
+        with Mounted(f"s3://{bucket}", root / "mnt", root / "daemon.log", args, env) as mount:
+            yield Layout(mount.path, proxy, files)
+    finally:
+        proxy.stop()
+
+
 @pytest.fixture(scope="module")
 def budget_mount(
     tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer, s3_client: Any
 ) -> Iterator[Layout]:
     root = tmp_path_factory.mktemp("budget")
     files = _make_source(root)
-    s3_client.create_bucket(Bucket="budget")
-    upload_tree(s3_client, "budget", root / "bucket", "")
-    proxy = S3Proxy(moto_server.port).start()
-    env = {**moto_server.env(), "AWS_ENDPOINT_URL": proxy.url}
     args = ["--prefetch-cap", str(PREFETCH_CAP), "--readahead-max", str(READAHEAD_MAX)]
-    try:
-        with Mounted("s3://budget", root / "mnt", root / "daemon.log", args, env) as mount:
-            yield Layout(mount.path, proxy, files)
-    finally:
-        proxy.stop()
+    with _mounted_bucket(root, "budget", moto_server, s3_client, files, args) as layout:
+        yield layout
 
 
 def _shard_of(layout: Layout, relative: str) -> Path:
@@ -206,31 +215,15 @@ def des2_mount(
         "20241204_0_0000.des",
         "20241204_1_0000.des",
     ]
-    s3_client.create_bucket(Bucket="budget2")
-    upload_tree(s3_client, "budget2", root / "bucket", "")
-    proxy = S3Proxy(moto_server.port).start()
-    env = {**moto_server.env(), "AWS_ENDPOINT_URL": proxy.url}
-    try:
-        with Mounted("s3://budget2", root / "mnt", root / "daemon.log", [], env) as mount:
-            yield Layout(mount.path, proxy, files)
-    finally:
-        proxy.stop()
-
-
-def _stats(mnt: Path) -> dict[str, Any]:
-    raw = subprocess.run(
-        ["getfattr", "--only-values", "-n", "user.des.stats", str(mnt)],
-        capture_output=True, timeout=30, check=True,
-    ).stdout  # fmt: skip
-    found: dict[str, Any] = json.loads(raw)
-    return found
+    with _mounted_bucket(root, "budget2", moto_server, s3_client, files, []) as layout:
+        yield layout
 
 
 def test_des2_open_costs_and_own_counters_agree(des2_mount: Layout) -> None:
     layout, proxy = des2_mount, des2_mount.proxy
     day = layout.mnt / "2024-12-04"
     shards = sorted(day.iterdir())
-    before = _stats(layout.mnt)["store"]["requests"]
+    before = root_stats(layout.mnt)["store"]["requests"]
     for shard in shards:
         proxy.reset_counts()
         listed = subprocess.run(["ls", "-R", str(shard)], capture_output=True, timeout=60)
@@ -246,7 +239,7 @@ def test_des2_open_costs_and_own_counters_agree(des2_mount: Layout) -> None:
             assert kinds == ["get_range"] * 2, ranges
         assert any(r.startswith("bytes=-") for r in ranges)
         assert "bytes=0-15" in ranges
-    after = _stats(layout.mnt)["store"]["requests"]
+    after = root_stats(layout.mnt)["store"]["requests"]
     server = 2 + 3  # the two opens above
     assert after["get_range"] - before["get_range"] == server
 
@@ -289,15 +282,8 @@ def many_shards(
         (root / "src" / name).write_bytes(data)
     options = PackOptions(format=Format.DESHEAD1, day=date(2024, 12, 7), shard_bits=4)
     pack_directory(root / "src", root / "bucket", options)
-    s3_client.create_bucket(Bucket="walk")
-    upload_tree(s3_client, "walk", root / "bucket", "")
-    proxy = S3Proxy(moto_server.port).start()
-    env = {**moto_server.env(), "AWS_ENDPOINT_URL": proxy.url}
-    try:
-        with Mounted("s3://walk", root / "mnt", root / "daemon.log", [], env) as mount:
-            yield Layout(mount.path, proxy, files)
-    finally:
-        proxy.stop()
+    with _mounted_bucket(root, "walk", moto_server, s3_client, files, []) as layout:
+        yield layout
 
 
 def test_a_walk_opens_the_next_shards_together(many_shards: Layout) -> None:

@@ -8,6 +8,7 @@ anything goes wrong it falls back to a lazy unmount and kill, and shows the daem
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import pytest
 
@@ -134,3 +136,13 @@ class Mounted:
     ) -> subprocess.CompletedProcess[bytes]:
         """Run an ordinary tool with a timeout, so a hung mount fails the test, not CI."""
         return subprocess.run(command, capture_output=True, timeout=timeout, check=check)
+
+
+def root_stats(mountpoint: Path) -> dict[str, Any]:
+    """The daemon's live counters, read as any tool would: the root's user.des.stats."""
+    raw = subprocess.run(
+        ["getfattr", "--only-values", "-n", "user.des.stats", str(mountpoint)],
+        capture_output=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    found: dict[str, Any] = json.loads(raw)
+    return found
