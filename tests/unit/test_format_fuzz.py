@@ -6,7 +6,6 @@ plain deterministic loops; hypothesis covers arbitrary bytes and random builder 
 
 from __future__ import annotations
 
-import contextlib
 import random
 import struct
 from pathlib import Path
@@ -15,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from desfs.errors import EntryError, FormatError
-from desfs.format.codecs import decode_payload
+from desfs.errors import FormatError
 from desfs.format.container import open_container, parse_whole
 from desfs.format.model import ContainerIndex, NeedBytes
 from tests.support.fixtures import AEntry, BEntry, build_des2, build_deshead1, containers
+from tests.support.opening import check_index
 
 SMALL_FIXTURES = [p for p in containers() if p.stat().st_size < 2048]
 FUZZ = settings(max_examples=250, deadline=None, database=None)
@@ -55,20 +54,6 @@ def check_whole(data: bytes) -> None:
     except FormatError:
         return
     check_index(index, data)
-
-
-def check_index(index: ContainerIndex, data: bytes) -> None:
-    assert index.size == len(data)
-    assert 0 <= index.data_start <= index.data_end <= index.index_start <= len(data)
-    for position, entry in enumerate(index.entries):
-        assert entry.position == position
-        if entry.error is not None or entry.external is not None:
-            continue
-        assert index.data_start <= entry.offset
-        assert entry.offset + entry.stored_length <= index.data_end
-        stored = data[entry.offset : entry.offset + entry.stored_length]
-        with contextlib.suppress(EntryError):
-            decode_payload(entry, stored)
 
 
 def check_open(data: bytes, tail_len: int, head_len: int | None) -> None:

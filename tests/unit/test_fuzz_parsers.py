@@ -38,6 +38,7 @@ from desfs.namespace.tombstones import tombstoned_uids
 from desfs.namespace.tree import FileNode, build_tree
 from tests.support import fixtures
 from tests.support.builders import build_des2, build_des2_v1, build_deshead1
+from tests.support.opening import check_need, windowed_open
 
 # CI runs a fixed 200 examples per test; DESFS_FUZZ_EXAMPLES=20000 makes a long local run.
 FUZZ = settings(
@@ -93,17 +94,6 @@ HEADS = st.one_of(
 SIZES = st.one_of(st.integers(-3, 1000), st.integers(0, 2**64), st.just(2**63))
 
 
-def check_need(result: NeedBytes, size: int, tail_len: int) -> None:
-    """Ranges are sorted, disjoint, inside the unknown part, and each is head or tail."""
-    tail_start = size - tail_len
-    previous_end = -1
-    assert result.ranges
-    for start, end in result.ranges:
-        assert previous_end < start < end <= tail_start, (result, tail_start)
-        assert start == 0 or end == tail_start, (result, tail_start)
-        previous_end = end
-
-
 @FUZZ
 @given(tail=tails(), head=HEADS, size=SIZES, slack=st.none() | st.integers(0, 80))
 def test_open_container_with_any_size_tail_and_head(
@@ -138,26 +128,6 @@ def _samples() -> list[bytes]:
 SAMPLES = _samples()
 
 
-def windowed_open(data: bytes, window: int, head_len: int | None) -> ContainerIndex:
-    """Open `data` as a mount does: a tail window (and maybe the head), then the ranges
-    the parser names, prepended to the tail or taken as the head, until it is done."""
-    size = len(data)
-    tail = data[size - window :]
-    head = None if head_len is None else data[:head_len]
-    for _ in range(4):
-        result = open_container(size, tail, head)
-        if isinstance(result, ContainerIndex):
-            return result
-        check_need(result, size, len(tail))
-        tail_start = size - len(tail)
-        for start, end in result.ranges:
-            if end == tail_start:
-                tail = data[start:end] + tail
-            if start == 0:
-                head = data[start:end]
-    raise AssertionError(f"no progress after 4 rounds (window {window}, head {head_len})")
-
-
 @st.composite
 def damaged(draw: st.DrawFn) -> bytes:
     data = bytearray(draw(st.sampled_from(SAMPLES)))
@@ -189,7 +159,8 @@ def test_windowed_open_agrees_with_the_whole_parse(
     except FormatError:
         whole = None
     try:
-        opened: ContainerIndex | None = windowed_open(data, window, head_len)
+        head = None if head_len is None else data[:head_len]
+        opened: ContainerIndex | None = windowed_open(data, window, head)
     except FormatError:
         opened = None
     if whole is None and opened is not None and head_len is None:
