@@ -22,7 +22,7 @@ from desfs.format.writer import Des2Writer, DesHead1Writer, compress
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "desfs" / "sample"
-UPSTREAM = REPO.parent / "shared" / "fixtures" / "upstream"
+UPSTREAM = REPO / "tests" / "fixtures" / "upstream"
 MAX_SEED = 256 * 1024  # libFuzzer's default -max_len is far below; keep seeds useful
 
 

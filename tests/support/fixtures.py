@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-UPSTREAM = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "upstream"
+# Copied from the workspace's shared fixtures; a clone of the repository needs nothing beside it.
+UPSTREAM = Path(__file__).resolve().parents[1] / "fixtures" / "upstream"
 
 
 def cases() -> list[Path]:
