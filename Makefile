@@ -21,6 +21,7 @@ LINTED := desfs tests scripts $(wildcard bench) $(wildcard fuzz)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

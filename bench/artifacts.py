@@ -20,8 +20,8 @@ from typing import Any
 from bench.config import BIG_FILES, BUCKET, DAYS, SEED, SHARDS_PER_DAY, BenchConfig
 from bench.dataset import DES_BITS, DV_BITS, Dataset, generate, load_manifest, save_manifest
 from desfs.format.model import Codec, Format
-from desfs.pack import pack_directory
-from desfs.pack_options import PackOptions
+from desfs.pack.options import PackOptions
+from desfs.pack.plan import pack_directory
 
 FORMAT_VERSION = 3  # bump when the shape of the data changes
 MKSQUASHFS_TIMEOUT = 600.0

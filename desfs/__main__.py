@@ -1,5 +1,5 @@
 """`python -m desfs` runs the command-line interface."""
 
-from desfs.cli import main
+from desfs.commands.main import main
 
 raise SystemExit(main())

@@ -3,7 +3,7 @@
 Every layer raises these; each class knows the errno a FUSE caller sees, the log level
 the FUSE boundary logs it at, and the exit code a CLI command ends with. The mapping to
 errno happens in exactly one place (`desfs.fuse.operations`), the mapping to exit codes
-in `desfs.cli`.
+in `desfs.commands.main`.
 """
 
 from __future__ import annotations

@@ -29,6 +29,10 @@ class JournalFormatter(logging.Formatter):
         return "\n".join(f"<{priority}>{line}" for line in text.splitlines())
 
 
+# The HTTP client libraries log every request at debug level, headers and tokens included.
+LIBRARY_LOGGERS = ("botocore", "boto3", "urllib3")
+
+
 class _State:
     configured = logging.WARNING
 
@@ -71,6 +75,13 @@ def toggle_debug() -> str:
 
 def _apply(numeric: int) -> None:
     logging.getLogger().setLevel(numeric)
-    # The HTTP stack's debug output is request-by-request noise, never needed to run desfs.
-    logging.getLogger("botocore").setLevel(max(numeric, logging.WARNING))
-    logging.getLogger("urllib3").setLevel(max(numeric, logging.WARNING))
+    quiet_libraries(numeric, force=True)
+
+
+def quiet_libraries(level: int = logging.WARNING, force: bool = False) -> None:
+    """Keep the client libraries at warning or above; without `force`, only those an
+    operator has not configured."""
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        if force or logger.level == logging.NOTSET:
+            logger.setLevel(max(level, logging.WARNING))

@@ -17,8 +17,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from desfs.format.des2_writer import Des2Writer
+from desfs.format.deshead1_writer import DesHead1Writer
 from desfs.format.model import Codec
-from desfs.format.writer import Des2Writer, DesHead1Writer, compress
+from desfs.format.writer import compress
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "desfs" / "sample"

@@ -15,8 +15,8 @@ from datetime import date
 from pathlib import Path
 
 from desfs.format.model import Codec, Format
-from desfs.pack import pack_directory
-from desfs.pack_options import PackOptions
+from desfs.pack.options import PackOptions
+from desfs.pack.plan import pack_directory
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "desfs" / "sample"

@@ -1,12 +1,8 @@
 """The persistent index cache: the bytes a container's index was parsed from, kept on disk.
 
-A record holds what `open_container` needs to parse a container again (its tail from the
-index's first byte to the end, and its head when the parse had one), never a pickled
-object: reopening re-parses the bytes, so nothing read from disk is trusted beyond what the
-parser checks anyway. Each record is one file named by a hash of (source, key, etag). Its
-header echoes those and the object size, and carries a sha256 of everything after the
-checksum, so a damaged, truncated or foreign file is removed with one warning and the
-container is read from the store again.
+Each record (`desfs.cache.records`) is one file named by a hash of (source, key, etag);
+a damaged, truncated or foreign file is removed with one warning and the container is
+read from the store again.
 
 Writers fill a temporary file and rename it into place, so concurrent mounts on one host
 only ever see complete records. The directory is bounded by a byte budget: a hit refreshes
@@ -21,44 +17,25 @@ import hashlib
 import logging
 import os
 import stat
-import struct
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from desfs.cache.records import CachedTail, decode_record, encode_record, record_name
 from desfs.errors import FormatError, UsageError
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"DESFSIC1"
-VERSION = 1
 SUFFIX = ".idx"
 TEMP_PREFIX = ".tmp-"
-# magic, version, sha256 of the rest of the file
-_PREFIX = struct.Struct("<8sH32s")
-# object size, tail start, tail length, has head, head length, key/etag/source lengths
-_FIELDS = struct.Struct("<QQQIIIII")
 # A full directory scan after this many writes: other mounts write to it too.
 RESCAN_EVERY = 64
 # Eviction goes below the budget by this fraction, so it does not rerun on the next write.
 LOW_WATER = 0.9
 # A temporary file this old belongs to a writer that died.
 STALE_TEMP_SECONDS = 600.0
-
-
-@dataclass(frozen=True, slots=True)
-class CachedTail:
-    """A record's bytes: the object's last `len(tail)` bytes and, maybe, its first bytes."""
-
-    size: int
-    tail: bytes
-    head: bytes | None
-
-    @property
-    def tail_start(self) -> int:
-        return self.size - len(self.tail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +85,7 @@ class IndexStore:
             self._count_miss()
             return None
         try:
-            cached = _decode(data, self._source, key, etag, size)
+            cached = decode_record(data, self._source, key, etag, size)
         except FormatError as exc:
             self._remove_damaged(path, identity, key, str(exc))
             return None
@@ -127,7 +104,7 @@ class IndexStore:
             raise FormatError(
                 f"index cache: tail of {len(tail)} bytes at {tail_start} does not end at {size}"
             )
-        record = _encode(self._source, key, etag, size, tail, head)
+        record = encode_record(self._source, key, etag, size, tail, head)
         if len(record) > self._budget:
             log.debug("index cache: %s (%d bytes) exceeds the whole budget", key, len(record))
             return
@@ -187,7 +164,7 @@ class IndexStore:
             )
 
     def _path(self, key: str, etag: str) -> str:
-        name = hashlib.sha256(_text(self._source, key, etag)).hexdigest()
+        name = hashlib.sha256(record_name(self._source, key, etag)).hexdigest()
         return os.path.join(self.directory, name + SUFFIX)
 
     def _write(self, path: str, record: bytes) -> None:
@@ -257,52 +234,3 @@ def _read(path: str) -> tuple[bytes, tuple[int, int]]:
         info = os.fstat(stream.fileno())
         data = stream.read()
     return data, (info.st_dev, info.st_ino)
-
-
-def _text(*parts: str) -> bytes:
-    """Length-prefixed, so no choice of key or etag can collide with another."""
-    encoded = [p.encode("utf-8", "surrogatepass") for p in parts]
-    return b"".join(len(e).to_bytes(4, "little") + e for e in encoded)
-
-
-def _encode(source: str, key: str, etag: str, size: int, tail: bytes, head: bytes | None) -> bytes:
-    names = [s.encode("utf-8", "surrogatepass") for s in (key, etag, source)]
-    head_bytes = head if head is not None else b""
-    fields = _FIELDS.pack(
-        size,
-        size - len(tail),
-        len(tail),
-        int(head is not None),
-        len(head_bytes),
-        *(len(n) for n in names),
-    )
-    body = b"".join([fields, *names, head_bytes, tail])
-    return _PREFIX.pack(MAGIC, VERSION, hashlib.sha256(body).digest()) + body
-
-
-def _decode(data: bytes, source: str, key: str, etag: str, size: int) -> CachedTail:
-    if len(data) < _PREFIX.size + _FIELDS.size:
-        raise FormatError(f"truncated: {len(data)} bytes")
-    magic, version, digest = _PREFIX.unpack_from(data)
-    if magic != MAGIC:
-        raise FormatError(f"bad magic {magic!r}")
-    if version != VERSION:
-        raise FormatError(f"version {version}, expected {VERSION}")
-    body = memoryview(data)[_PREFIX.size :]
-    if hashlib.sha256(body).digest() != digest:
-        raise FormatError("checksum mismatch")
-    got_size, tail_start, tail_len, has_head, head_len, *lengths = _FIELDS.unpack_from(body)
-    if _FIELDS.size + sum(lengths) + head_len + tail_len != len(body):
-        raise FormatError("lengths do not add up to the record")
-    at = _FIELDS.size
-    echoed: list[str] = []
-    for length in lengths:
-        try:
-            echoed.append(bytes(body[at : at + length]).decode("utf-8", "surrogatepass"))
-        except UnicodeDecodeError:
-            raise FormatError("echoed name is not UTF-8") from None
-        at += length
-    if echoed != [key, etag, source] or got_size != size or tail_start + tail_len != size:
-        raise FormatError(f"record is for {echoed[0]!r} etag {echoed[1]!r} size {got_size}")
-    head = bytes(body[at : at + head_len]) if has_head else None
-    return CachedTail(size, bytes(body[at + head_len :]), head)

@@ -11,7 +11,6 @@ from desfs.errors import FormatError, NotAContainer, PartialContainer
 from desfs.format import des2, deshead1
 from desfs.format.model import ContainerIndex, NeedBytes
 
-TAIL_WINDOW_DEFAULT = 64 * 1024
 HEAD_WINDOW = 16  # enough for both headers (DES2: 8 bytes, DESHEAD1: 16 bytes)
 # Ranges closer than this are fetched as one: a few KiB more beats one more request.
 MERGE_GAP = 4096

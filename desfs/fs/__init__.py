@@ -1,1 +1,5 @@
-"""The filesystem model: everything a FUSE request needs, without FUSE."""
+"""The filesystem model: inodes, nodes, attributes, and lookup/readdir/read/xattrs over
+the archive engine, in desfs values and without FUSE.
+
+It imports the archive engine (and format/namespace values); never pyfuse3.
+"""

@@ -14,10 +14,10 @@ import stat
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from desfs.archive.catalog import ContainerRef
+from desfs.archive.containers import Container
 from desfs.errors import DesfsError, NoAttribute
 from desfs.format.model import Codec, Entry
-from desfs.fs.catalog import ContainerRef
-from desfs.fs.containers import Container
 
 XATTR_MAX = 64 * 1024  # Linux XATTR_SIZE_MAX
 # st_size and st_mtime_ns are signed 64-bit in the kernel's stat. An index or metadata that

@@ -20,11 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
 
-import trio
-
-from desfs.errors import DesfsError, NoAttribute, NotADirectory, NotFound, PartialContainer
+from desfs.archive.catalog import ContainerRef
+from desfs.archive.containers import Container
+from desfs.archive.engine import Archive
+from desfs.archive.paths import DayDir, RootDir
+from desfs.archive.readahead import Stream
+from desfs.errors import NoAttribute, NotADirectory, NotFound, PartialContainer
 from desfs.format.model import Entry
-from desfs.fs.archive import Archive, DayDir, RootDir
 from desfs.fs.attributes import (
     Attr,
     Ownership,
@@ -35,8 +37,6 @@ from desfs.fs.attributes import (
     pick_xattr,
     shard_xattrs,
 )
-from desfs.fs.catalog import ContainerRef
-from desfs.fs.containers import Container
 from desfs.fs.inodes import InodeTable
 from desfs.fs.nodes import (
     Child,
@@ -48,14 +48,11 @@ from desfs.fs.nodes import (
     shard_child,
     tree_child,
 )
-from desfs.fs.readahead import Stream
-from desfs.fs.walk import ShardWalk, open_ahead
 from desfs.namespace.tree import FileNode
 
 log = logging.getLogger(__name__)
 
 XATTR_PREFIX = "user.des."
-DEFAULT_INODE_LIMIT = 131_072  # about 50 MiB of nodes; the kernel caches as many entries
 
 # Offers one readdir entry (name, attributes, id of the next entry); False: buffer full.
 Offer = Callable[[str, Attr, int], bool]
@@ -101,18 +98,17 @@ class DesFilesystem:
         owner: Ownership,
         entry_ttl: float,
         stats: Callable[[], dict[str, object]],
-        inode_limit: int = DEFAULT_INODE_LIMIT,
+        inode_limit: int,
     ) -> None:
-        self.archive = archive
+        self._archive = archive
         self._owner = owner
         self._entry_ttl = entry_ttl
-        self._listing_ttl = archive.settings.cache.listing_ttl
+        self._listing_ttl = archive.listing_ttl
         self._stats = stats
         self.inodes: InodeTable[Node] = InodeTable(RootDir(), inode_limit)
         self._dirs: dict[int, _Listing] = {}
         self._files: dict[int, _Open] = {}
         self._handles = count(1)
-        self._walk = ShardWalk()
 
     # -- names -----------------------------------------------------------------------
 
@@ -123,6 +119,9 @@ class DesFilesystem:
 
     async def getattr(self, ino: int) -> Attr:
         return self._attr(ino, self._node(ino))
+
+    def inode_count(self) -> int:
+        return len(self.inodes)
 
     def forget(self, ino: int, nlookup: int) -> None:
         self.inodes.forget(ino, nlookup)
@@ -189,8 +188,7 @@ class DesFilesystem:
         opened = self._files.get(fh)
         if opened is None:
             raise NotFound(f"no open file handle {fh}")
-        reader = self.archive.reader
-        return await reader.read(opened.container, opened.entry, offset, size, opened.stream)
+        return await self._archive.read(opened.container, opened.entry, offset, size, opened.stream)
 
     def release(self, fh: int) -> None:
         self._files.pop(fh, None)
@@ -208,7 +206,7 @@ class DesFilesystem:
         return sorted(await self._xattrs(self._node(ino)))
 
     def statfs(self) -> FsStats:
-        containers = list(self.archive.loader.opened())
+        containers = self._archive.opened()
         total = sum(c.index.size for c in containers)
         files = sum(c.tree.file_count for c in containers)
         return FsStats(blocks=(total + 4095) // 4096, files=files + len(self.inodes))
@@ -220,7 +218,7 @@ class DesFilesystem:
             return shard_xattrs(await self._load(node.ref))
         if isinstance(node, FileStub):
             container, entry = await self._file(node)
-            key = self.archive.reader.externals.key_of(container, entry)
+            key = self._archive.external_key(container, entry)
             return file_xattrs(container, entry, key)
         return {}
 
@@ -240,7 +238,7 @@ class DesFilesystem:
 
     async def _load(self, ref: ContainerRef) -> Container:
         try:
-            return await self.archive.loader.load(ref)
+            return await self._archive.open(ref)
         except PartialContainer as exc:
             raise NotFound(f"{ref.key} is still being written") from exc
 
@@ -254,14 +252,12 @@ class DesFilesystem:
 
     async def _children(self, node: Node) -> tuple[int, Callable[[int], Child]]:
         if isinstance(node, RootDir):
-            days = [day_child(day) for day in await self.archive.catalog.days()]
+            days = [day_child(day) for day in await self._archive.days()]
             return len(days), days.__getitem__
         if isinstance(node, DayDir):
-            listing = await self.archive.catalog.day(node.day)
             shards = [
                 shard_child(node.day, shard, ref)
-                for shard, ref in listing.shards.items()
-                if not self.archive.loader.known_partial(ref)
+                for shard, ref in await self._archive.shards(node.day)
             ]
             return len(shards), shards.__getitem__
         if isinstance(node, ShardStub):
@@ -271,40 +267,21 @@ class DesFilesystem:
         raise NotADirectory(f"{node} is not a directory")
 
     async def _open_shard(self, node: ShardStub) -> Container:
-        """Load the shard's container; on a walk, the next shards' in the same round trip."""
-        if node.path != "" or self.archive.loader.cached(node.ref) is not None:
+        """The shard's container, about to be listed (the engine's walk-ahead applies)."""
+        if node.path != "":
             return await self._load(node.ref)
-        listing = await self.archive.catalog.day(node.day)
-        ahead = [
-            ref
-            for ref in self._walk.ahead(listing, node.ref.name.shard)
-            if self.archive.loader.cached(ref) is None
-        ]
-        if not ahead:
-            return await self._load(node.ref)
-        found: list[Container] = []
-        failed: list[DesfsError] = []
-
-        async def this_one(ref: ContainerRef) -> None:
-            try:
-                found.append(await self._load(ref))
-            except DesfsError as exc:
-                failed.append(exc)  # raised below, as itself: its errno must survive
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(open_ahead, ahead, self.archive.loader.load)
-            nursery.start_soon(this_one, node.ref)
-        if failed:
-            raise failed[0]
-        return found[0]
+        try:
+            return await self._archive.open_to_list(node.ref)
+        except PartialContainer as exc:
+            raise NotFound(f"{node.ref.key} is still being written") from exc
 
     async def _child(self, parent: Node, name: str) -> Child:
         if isinstance(parent, RootDir):
-            if name not in await self.archive.catalog.days():
+            if name not in await self._archive.days():
                 raise NotFound(f"no day {name!r}")
             return day_child(name)
         if isinstance(parent, DayDir):
-            return shard_child(parent.day, name, await self.archive.shard_ref(parent.day, name))
+            return shard_child(parent.day, name, await self._archive.shard(parent.day, name))
         if isinstance(parent, ShardStub):
             container = await self._load(parent.ref)
             found = container.tree.lookup(parent.path, name)

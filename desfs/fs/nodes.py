@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from desfs.archive.catalog import ContainerRef
+from desfs.archive.containers import Container
+from desfs.archive.paths import DayDir, RootDir
 from desfs.format.model import Entry
-from desfs.fs.archive import DayDir, RootDir
-from desfs.fs.catalog import ContainerRef
-from desfs.fs.containers import Container
 from desfs.fs.inodes import entry_inode, hashed_inode, shard_inode
 from desfs.namespace.tree import DirNode, FileNode
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
+import trio
 
 from desfs.errors import DesfsError
 from desfs.fs.attributes import Attr
@@ -28,11 +29,55 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+class Requests:
+    """The handlers in flight, so that shutdown can make every one of them answer.
+
+    pyfuse3 sends no reply for a cancelled handler, and the kernel request (with any
+    directory lock it holds) then waits until the connection closes. So shutdown never
+    cancels handlers from outside: `fail_all` cancels each handler's own scope, and the
+    handler answers EIO like any failed request.
+    """
+
+    def __init__(self) -> None:
+        self._scopes: set[trio.CancelScope] = set()
+        self.failing = False
+        self._idle = trio.Event()
+        self._idle.set()
+
+    def __len__(self) -> int:
+        return len(self._scopes)
+
+    def enter(self) -> trio.CancelScope:
+        scope = trio.CancelScope()
+        if self.failing:
+            scope.cancel()
+        self._scopes.add(scope)
+        self._idle = trio.Event() if len(self._scopes) == 1 else self._idle
+        return scope
+
+    def leave(self, scope: trio.CancelScope) -> None:
+        self._scopes.discard(scope)
+        if not self._scopes:
+            self._idle.set()
+
+    def fail_all(self) -> None:
+        """Every handler in flight, and every later one, answers EIO at once."""
+        self.failing = True
+        for scope in self._scopes:
+            scope.cancel()
+
+    async def idle(self) -> None:
+        await self._idle.wait()
+
+
 def _boundary(handler: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
     @functools.wraps(handler)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        requests: Requests = args[0].requests  # type: ignore[attr-defined]
+        scope = requests.enter()
         try:
-            return await handler(*args, **kwargs)
+            with scope:
+                return await handler(*args, **kwargs)
         except pyfuse3.FUSEError:
             raise
         except DesfsError as exc:
@@ -41,6 +86,10 @@ def _boundary(handler: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Corou
         except Exception:
             log.exception("unexpected error in %s; answering EIO", handler.__name__)
             raise pyfuse3.FUSEError(errno.EIO) from None
+        finally:
+            requests.leave(scope)
+        # Only a scope cancelled by `Requests.fail_all` gets here: the daemon is stopping.
+        raise pyfuse3.FUSEError(errno.EIO)
 
     return wrapper
 
@@ -79,11 +128,8 @@ class FuseOperations(pyfuse3.Operations):
         self._fs = fs
         self._uid = uid
         self._gid = gid
-        self._releaser = EntryReleaser(fs)
-
-    async def release_entries(self) -> None:
-        """Keep the kernel's entries under the inode limit; run it for the life of the mount."""
-        await self._releaser.run()
+        self.requests = Requests()
+        self.releaser = EntryReleaser(fs)
 
     def _attrs(self, attr: Attr) -> pyfuse3.EntryAttributes:
         return _entry(attr, self._uid, self._gid)
@@ -103,7 +149,7 @@ class FuseOperations(pyfuse3.Operations):
             miss.st_ino = pyfuse3.InodeT(0)
             miss.entry_timeout = ttl
             return miss
-        self._releaser.poke()
+        self.releaser.poke()
         return self._attrs(found)
 
     @_boundary
@@ -134,7 +180,7 @@ class FuseOperations(pyfuse3.Operations):
             return bool(pyfuse3.readdir_reply(token, os.fsencode(name), self._attrs(attr), next_id))
 
         self._fs.readdir(fh, start_id, offer)
-        self._releaser.poke()
+        self.releaser.poke()
 
     @_boundary
     async def releasedir(self, fh: pyfuse3.FileHandleT) -> None:

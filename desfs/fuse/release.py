@@ -6,11 +6,16 @@ daemon must keep a node for each. So when the table is over its limit, this task
 the kernel to invalidate the least recently used entries; the kernel drops those that
 nothing holds open and sends FORGET for their inodes, which shrinks the table.
 
-`pyfuse3.invalidate_entry` blocks while a request about the same directory is in
-progress, so it runs in a worker thread, one batch per thread hop, and only from this
-task. The task lives in the mount's nursery and so ends before the FUSE session is
-closed; a batch still blocked in the kernel at that moment is abandoned and stops at
-its next entry.
+Entry invalidation takes the parent directory's lock in the kernel, and a request about
+that directory (a READDIR, a LOOKUP in it) holds the lock until the daemon answers it.
+So `pyfuse3.invalidate_entry` can wait for any request in flight, and it can only end
+while the daemon keeps answering. The rules (docs/CONCURRENCY.md):
+
+- invalidations run in one worker thread at a time, never on the trio thread;
+- `stop()` ends them: no new batch starts, the thread stops after its current entry, and
+  the caller keeps the session answering requests until `stop()` returns;
+- the session is closed only after `stop()` returned, so no thread is ever left in the
+  kernel waiting for a request nobody will answer.
 """
 
 from __future__ import annotations
@@ -33,34 +38,58 @@ class EntryReleaser:
     def __init__(self, fs: DesFilesystem) -> None:
         self._fs = fs
         self._wanted = trio.Event()
+        self._halt = threading.Event()  # read by the worker thread between entries
+        self._in_kernel = False  # a batch is running in the worker thread
+        self._idle = trio.Event()
+        self._idle.set()
 
     def poke(self) -> None:
         """Call after the kernel learned of new entries; wakes `run` when over the limit."""
-        if self._fs.over_limit():
+        if self._fs.over_limit() and not self._halt.is_set():
             self._wanted.set()
 
+    @property
+    def busy(self) -> bool:
+        """A batch of invalidations is in the kernel right now."""
+        return self._in_kernel
+
     async def run(self) -> None:
-        """Release surplus entries whenever poked, for the life of the mount."""
-        stop = threading.Event()
+        """Release surplus entries whenever poked, until `stop`."""
+        while not self._halt.is_set():
+            await self._wanted.wait()
+            self._wanted = trio.Event()
+            while not self._halt.is_set() and (batch := self._fs.releases(BATCH)):
+                missing = await self._in_worker(batch)
+                for ino in missing:
+                    self._fs.not_released(ino)
+
+    async def stop(self) -> None:
+        """No more invalidations; returns once no thread of ours is in the kernel.
+
+        The session must keep answering requests until this returns: the thread may be
+        waiting for a directory lock that only an answer releases.
+        """
+        self._halt.set()
+        self._wanted.set()
+        await self._idle.wait()
+
+    async def _in_worker(self, batch: list[Invalidation]) -> list[int]:
+        self._in_kernel = True
+        self._idle = trio.Event()
         try:
-            while True:
-                await self._wanted.wait()
-                self._wanted = trio.Event()
-                while batch := self._fs.releases(BATCH):
-                    missing = await trio.to_thread.run_sync(
-                        _invalidate, batch, stop, abandon_on_cancel=True
-                    )
-                    for ino in missing:
-                        self._fs.not_released(ino)
+            # Never abandoned: the task waits for the thread, so `stop()` can tell when
+            # no invalidation is left in the kernel.
+            return await trio.to_thread.run_sync(_invalidate, batch, self._halt)
         finally:
-            stop.set()
+            self._in_kernel = False
+            self._idle.set()
 
 
-def _invalidate(batch: list[Invalidation], stop: threading.Event) -> list[int]:
+def _invalidate(batch: list[Invalidation], halt: threading.Event) -> list[int]:
     """Invalidate each entry; return the inodes of those the kernel did not have."""
     missing: list[int] = []
     for item in batch:
-        if stop.is_set():
+        if halt.is_set():
             break
         try:
             name = pyfuse3.FileNameT(os.fsencode(item.name))

@@ -6,9 +6,10 @@ import dataclasses
 from pathlib import Path
 
 from desfs.errors import UsageError
+from desfs.settings.sections import S3Settings
 from desfs.storage.base import Storage
 from desfs.storage.local import LocalStorage
-from desfs.storage.s3_settings import S3Settings, parse_s3_url
+from desfs.storage.s3_url import parse_s3_url
 
 
 def open_storage(source: str, s3: S3Settings | None) -> Storage:

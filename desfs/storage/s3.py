@@ -25,6 +25,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 
 from desfs.errors import ObjectChanged, ObjectMissing, StorageError, StorageTimeout, UsageError
+from desfs.logs import quiet_libraries
+from desfs.settings.sections import S3Settings
 from desfs.storage.base import Blob, ListPage, ObjectInfo
 from desfs.storage.counters import RequestCounters, RequestKind
 from desfs.storage.s3_replies import (
@@ -39,20 +41,15 @@ from desfs.storage.s3_replies import (
     suffix_total,
     unquote,
 )
-from desfs.storage.s3_settings import S3Settings, parse_s3_url
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-__all__ = ["S3Settings", "S3Storage", "parse_s3_url"]
 
 T = TypeVar("T")
 _Style = Literal["auto", "path", "virtual"]
 log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 1000
-# botocore's wire-level DEBUG logs print request headers, session token included.
-_CHATTY_LOGGERS = ("botocore", "boto3", "urllib3")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +81,7 @@ class S3Storage:
             if s
         )
         self._rng = random.Random()
-        _quiet_chatty_loggers()
+        quiet_libraries()
         self._client = _make_client(settings)
         self._where = f"s3://{settings.bucket}/{settings.prefix} at {_endpoint(self._client)}"
 
@@ -279,15 +276,6 @@ def _make_client(settings: S3Settings) -> S3Client:
         ) from exc
     except (BotoCoreError, ValueError) as exc:
         raise UsageError(f"cannot set up the S3 client: {type(exc).__name__}: {exc}") from None
-
-
-def _quiet_chatty_loggers() -> None:
-    """Keep client-library wire logs (headers, tokens) out of desfs's log unless an
-    operator configured those loggers explicitly."""
-    for name in _CHATTY_LOGGERS:
-        logger = logging.getLogger(name)
-        if logger.level == logging.NOTSET:
-            logger.setLevel(logging.WARNING)
 
 
 def _endpoint(client: S3Client) -> str:

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from desfs.settings.sections import S3Settings
 from desfs.storage.base import Storage
 from desfs.storage.local import LocalStorage
-from desfs.storage.s3 import S3Settings, S3Storage
+from desfs.storage.s3 import S3Storage
 from tests.support.moto_server import DUMMY_KEY_ID, DUMMY_SECRET, REGION, MotoServer
 from tests.support.s3proxy import S3Proxy
 

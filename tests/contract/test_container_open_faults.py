@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from desfs.config import CacheSettings, LayoutSettings
+from desfs.archive.catalog import ContainerRef
+from desfs.archive.containers import ContainerLoader
 from desfs.errors import ObjectMissing, StorageError, StorageTimeout
-from desfs.fs.catalog import ContainerRef
-from desfs.fs.containers import ContainerLoader
 from desfs.namespace.layout import ContainerName, Layout
+from desfs.settings.sections import CacheSettings, LayoutSettings
 from desfs.storage.aio import AsyncStorage
 from desfs.storage.s3 import S3Storage
 from tests.contract.conftest import SOURCE_PREFIX, s3_settings

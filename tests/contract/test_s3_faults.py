@@ -16,7 +16,8 @@ from desfs.errors import (
     StorageError,
     StorageTimeout,
 )
-from desfs.storage.s3 import S3Settings, S3Storage
+from desfs.settings.sections import S3Settings
+from desfs.storage.s3 import S3Storage
 from tests.contract.conftest import SOURCE_PREFIX, s3_settings
 from tests.support.moto_server import MotoServer
 from tests.support.s3proxy import S3Proxy

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from desfs.format.model import Codec, Format
-from desfs.pack import pack_directory
-from desfs.pack_options import PackOptions
+from desfs.pack.options import PackOptions
+from desfs.pack.plan import pack_directory
 from tests.support.mounting import Mounted, needs_fuse, root_stats
 
 pytestmark = needs_fuse()

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 import yaml
 
-from desfs.cli import build_parser
+from desfs.archive.sources import sample_dir
+from desfs.commands.main import build_parser
 from desfs.errors import ExitCode, UsageError
-from desfs.options import load_settings
-from desfs.settings_keys import KEYS, SECRETS, Key
-from desfs.settings_kinds import Flag
-from desfs.settings_loader import Settings, read_config, resolve
-from desfs.sources import sample_dir
+from desfs.settings.flags import load_settings
+from desfs.settings.keys import KEYS, SECRETS, Key
+from desfs.settings.kinds import Flag
+from desfs.settings.loader import Settings, read_config, resolve
 from tests.support.mounting import Mounted, needs_fuse
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from desfs.storage.s3_settings import S3Settings
+from desfs.settings.sections import S3Settings
 from tests.support.builders import build_deshead1
 from tests.support.moto_server import MotoServer
 from tests.support.mounting import Mounted, needs_fuse

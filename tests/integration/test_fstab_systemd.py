@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from desfs.sources import sample_dir
+from desfs.archive.sources import sample_dir
 from tests.support.mounting import needs_fuse
 
 REPO = Path(__file__).resolve().parents[2]

@@ -440,7 +440,7 @@ def test_sigusr2_switches_debug_logging_on_and_off(tmp_path: Path) -> None:
         mount.proc.send_signal(signal.SIGUSR2)
         _wait_for_log(mount, "log level is now DEBUG")
         os.listdir(mount.path / "2024-12-03")
-        _wait_for_log(mount, "DEBUG desfs.fs.catalog")
+        _wait_for_log(mount, "DEBUG desfs.archive.catalog")
         mount.proc.send_signal(signal.SIGUSR2)
         _wait_for_log(mount, "log level is now INFO")
 

@@ -11,7 +11,7 @@ peak resident set (VmHWM) must stay under
 
 Two terms are not budgets of desfs's own: a reader walking a shard in order may have one
 widened GET (up to the prefetch cap) in flight, and each of the MAX_CURSORS live decoders
-of large compressed entries (`desfs.fs.decoded`) keeps a zstd window of up to the
+of large compressed entries (`desfs.archive.decoded`) keeps a zstd window of up to the
 entry's size. FIXED (128 MiB) covers the rest: the interpreter with its imports (35 MiB
 idle on a local source, 60 MiB with boto3 on S3), connection buffers, and what glibc's
 per-thread malloc arenas keep of the worker threads' freed memory (MALLOC_ARENA_MAX=2
@@ -35,8 +35,8 @@ from typing import Any
 
 import pytest
 
+from desfs.archive.decoded import MAX_CURSORS
 from desfs.format.model import Codec
-from desfs.fs.decoded import MAX_CURSORS
 from tests.support import readers
 from tests.support.builders import build_des2, build_deshead1
 from tests.support.moto_server import MotoServer, upload_tree

@@ -18,8 +18,8 @@ from typing import BinaryIO
 import pytest
 
 from desfs.format.model import Format
-from desfs.pack import pack_directory
-from desfs.pack_options import PackOptions
+from desfs.pack.options import PackOptions
+from desfs.pack.plan import pack_directory
 from tests.support.moto_server import MotoServer, upload_tree
 from tests.support.mounting import Mounted, needs_fuse
 from tests.support.s3proxy import S3Proxy

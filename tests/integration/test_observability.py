@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from desfs.format.model import Format
-from desfs.pack import pack_directory
-from desfs.pack_options import PackOptions
+from desfs.pack.options import PackOptions
+from desfs.pack.plan import pack_directory
 from tests.support.moto_server import MotoServer, free_port, upload_tree
 from tests.support.mounting import Mounted, needs_fuse
 from tests.support.s3proxy import S3Proxy

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from desfs.format.model import Format
-from desfs.pack import pack_directory
-from desfs.pack_options import PackOptions
+from desfs.pack.options import PackOptions
+from desfs.pack.plan import pack_directory
 from tests.support.moto_server import MotoServer
 from tests.support.mounting import Mounted, needs_fuse
 

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
+from desfs.archive.readahead import RANDOM_MISSES, WHOLE_CHUNK
+from desfs.archive.walk import WINDOW as WALK_WINDOW
 from desfs.format.model import Format
-from desfs.fs.readahead import RANDOM_MISSES, WHOLE_CHUNK
-from desfs.fs.walk import WINDOW as WALK_WINDOW
-from desfs.pack import pack_directory
-from desfs.pack_options import PackOptions
+from desfs.pack.options import PackOptions
+from desfs.pack.plan import pack_directory
 from tests.support.moto_server import MotoServer, upload_tree
 from tests.support.mounting import Mounted, needs_fuse, root_stats
 from tests.support.s3proxy import RequestRecord, S3Proxy

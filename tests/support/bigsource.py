@@ -21,7 +21,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from desfs.format.writer import Des2Writer, DesHead1Writer
+from desfs.format.des2_writer import Des2Writer
+from desfs.format.deshead1_writer import DesHead1Writer
 
 FIRST_DAY = date(2024, 3, 1)
 BIG_NAME = "big/stream.bin"

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 from desfs.format.codecs import decode_meta, decode_payload
 from desfs.format.container import parse_whole
+from desfs.format.des2_writer import Des2Writer
+from desfs.format.deshead1_writer import DesHead1Writer
 from desfs.format.model import Codec
-from desfs.format.writer import Des2Writer, DesHead1Writer, compress, encode_name
+from desfs.format.writer import compress, encode_name
 
 Name = str | bytes
 Meta = Mapping[str, object] | bytes | None

@@ -8,10 +8,10 @@ import lz4.frame
 import pytest
 import zstandard
 
+from desfs.archive.decoded import DecodedBlocks
 from desfs.cache.lru import ByteLRU
 from desfs.errors import EntryError
 from desfs.format.model import Codec, Entry
-from desfs.fs.decoded import DecodedBlocks
 
 BLOCK = 64 * 1024
 OFFSET = 100  # where the stored bytes sit inside the pretend container

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from desfs.errors import FormatError, NotAContainer, PartialContainer
-from desfs.format.container import MERGE_GAP, TAIL_WINDOW_DEFAULT, open_container, parse_whole
+from desfs.format.container import MERGE_GAP, open_container, parse_whole
 from desfs.format.model import ContainerIndex, Format, NeedBytes
+from desfs.settings.sections import CacheSettings
 from tests.support.fixtures import AEntry, BEntry, build_des2, build_deshead1, containers
 
 FIXTURES = containers()
@@ -99,8 +100,8 @@ def test_builder_containers_converge(number: int) -> None:
             assert reader.run(_rounds_allowed(expected, tail_len)) == expected
 
 
-def test_tail_window_default() -> None:
-    assert TAIL_WINDOW_DEFAULT == 65536
+def test_tail_window_default_is_the_documented_64_kib() -> None:
+    assert CacheSettings().tail_window == 65536
 
 
 def test_des2_tail_only_asks_for_header_and_index_together() -> None:

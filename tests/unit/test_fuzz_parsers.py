@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from desfs.archive.catalog import ContainerRef
 from desfs.cache.persistent import IndexStore
 from desfs.errors import EntryError, FormatError
 from desfs.format.codecs import PayloadStream, decode_payload
@@ -32,7 +33,6 @@ from desfs.format.container import open_container, parse_whole
 from desfs.format.model import Codec, ContainerIndex, Entry, External, Format, NeedBytes
 from desfs.format.writer import compress
 from desfs.fs.attributes import STAT_MAX, Attr, Ownership, entry_mtime_ns
-from desfs.fs.catalog import ContainerRef
 from desfs.namespace.layout import ContainerName, Layout, external_key
 from desfs.namespace.tombstones import tombstoned_uids
 from desfs.namespace.tree import FileNode, build_tree

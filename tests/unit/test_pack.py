@@ -23,7 +23,8 @@ from desfs.errors import (
 )
 from desfs.format.container import parse_whole
 from desfs.format.model import Codec, Format
-from desfs.pack import (
+from desfs.pack.options import PackOptions
+from desfs.pack.plan import (
     PackReport,
     datavision_shard_token,
     des_shard_hex,
@@ -33,8 +34,7 @@ from desfs.pack import (
     pack_tree,
     shard_from_name,
 )
-from desfs.pack_io import scan_source
-from desfs.pack_options import PackOptions
+from desfs.pack.staging import scan_source
 from tests.support.builders import read_back
 from tests.support.fixtures import UPSTREAM, load_manifest
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from desfs.cache.persistent import MAGIC, SUFFIX, CachedTail, IndexStore
+from desfs.cache.persistent import SUFFIX, IndexStore
+from desfs.cache.records import MAGIC, CachedTail
 from desfs.errors import FormatError, UsageError
 
 SOURCE = "s3://bucket/prefix at http://127.0.0.1:9"

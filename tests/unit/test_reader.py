@@ -9,10 +9,10 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from desfs.config import ArchiveSettings, CacheSettings, LayoutSettings
-from desfs.format.writer import DesHead1Writer
-from desfs.fs.archive import Archive
-from desfs.fs.readahead import Stream
+from desfs.archive.engine import Archive
+from desfs.archive.readahead import Stream
+from desfs.format.deshead1_writer import DesHead1Writer
+from desfs.settings.sections import ArchiveSettings, CacheSettings, LayoutSettings
 from desfs.storage.aio import AsyncStorage
 from desfs.storage.local import LocalStorage
 
@@ -56,10 +56,10 @@ async def test_reading_in_order_costs_one_get_per_cap(tmp_path: Path) -> None:
     files = _source(tmp_path, 300)
     storage = GatedStorage(tmp_path)
     archive = _archive(storage)
-    container = await archive.container("2024-12-03", "0")
+    container = await archive.open(await archive.shard("2024-12-03", "0"))
     storage.ranges.clear()
     for entry in container.index.entries:
-        data = await archive.reader.read(container, entry, 0, entry.size, Stream())
+        data = await archive.read(container, entry, 0, entry.size, Stream())
         assert data == files[entry.name.decode()]
     total = sum(len(v) for v in files.values())
     assert len(storage.ranges) <= 2 + total // CAP
@@ -70,18 +70,16 @@ async def test_a_neighbour_read_joins_the_run_in_flight(tmp_path: Path) -> None:
     files = _source(tmp_path, 40)
     storage = GatedStorage(tmp_path)
     archive = _archive(storage)
-    container = await archive.container("2024-12-03", "0")
+    container = await archive.open(await archive.shard("2024-12-03", "0"))
     first, second, third = container.index.entries[:3]
-    await archive.reader.read(container, first, 0, first.size, Stream())
+    await archive.read(container, first, 0, first.size, Stream())
     storage.ranges.clear()
     storage.gate = trio.Event()
     results: dict[str, bytes] = {}
 
     async def read(entry_index: int) -> None:
         entry = container.index.entries[entry_index]
-        results[entry.name.decode()] = await archive.reader.read(
-            container, entry, 0, entry.size, Stream()
-        )
+        results[entry.name.decode()] = await archive.read(container, entry, 0, entry.size, Stream())
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(read, 1)  # in container order: fetches a run from `second` on

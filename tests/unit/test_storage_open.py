@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from desfs.errors import UsageError
+from desfs.settings.sections import S3Settings
 from desfs.storage.local import LocalStorage
 from desfs.storage.open import open_storage
-from desfs.storage.s3 import S3Settings, S3Storage, parse_s3_url
+from desfs.storage.s3 import S3Storage
+from desfs.storage.s3_url import parse_s3_url
 
 
 @pytest.mark.parametrize(

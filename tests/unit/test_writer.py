@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 
 from desfs.errors import ObjectChanged, UsageError
 from desfs.format.container import parse_whole
+from desfs.format.des2_writer import Des2Writer
+from desfs.format.deshead1_writer import DesHead1Writer
 from desfs.format.model import Codec
-from desfs.format.writer import Des2Writer, DesHead1Writer, compress, smart_skips
+from desfs.format.writer import compress, smart_skips
 from tests.support.builders import (
     BigPayload,
     ExternalPayload,

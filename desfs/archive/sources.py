@@ -3,37 +3,27 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-from desfs.config import ArchiveSettings
+from desfs.archive.catalog import ContainerRef
+from desfs.archive.engine import Archive
 from desfs.errors import UsageError
-from desfs.fs.archive import Archive
-from desfs.fs.catalog import ContainerRef
 from desfs.namespace.layout import ContainerName, Layout
+from desfs.settings.sections import ArchiveSettings, S3Settings
 from desfs.storage.aio import AsyncStorage
 from desfs.storage.base import Storage
 from desfs.storage.local import LocalStorage
 from desfs.storage.open import open_storage
-from desfs.storage.s3_settings import S3Settings
 
 LOCAL_CONCURRENCY = 8
 SAMPLE = "@sample"  # the small archive bundled with desfs (README demo)
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
-    """An opened source; `single` is set when SOURCE named one container file."""
-
-    archive: Archive
-    single: ContainerRef | None = None
-
-
 def sample_dir() -> Path:
-    return Path(__file__).resolve().parent / "sample"
+    return Path(__file__).resolve().parent.parent / "sample"
 
 
-def open_source(source: str, settings: ArchiveSettings, s3: S3Settings) -> Source:
+def open_archive(source: str, settings: ArchiveSettings, s3: S3Settings) -> Archive:
     if source == SAMPLE:
         source = str(sample_dir())
     path = Path(source)
@@ -41,10 +31,10 @@ def open_source(source: str, settings: ArchiveSettings, s3: S3Settings) -> Sourc
         return _single_file(path, settings)
     storage: Storage = open_storage(source, s3)
     limit = s3.max_connections if source.startswith("s3://") else LOCAL_CONCURRENCY
-    return Source(Archive(AsyncStorage(storage, limit), settings))
+    return Archive(AsyncStorage(storage, limit), settings)
 
 
-def _single_file(path: Path, settings: ArchiveSettings) -> Source:
+def _single_file(path: Path, settings: ArchiveSettings) -> Archive:
     if not os.access(path, os.R_OK):
         raise UsageError(f"{path}: not readable")
     storage = LocalStorage(path.resolve().parent)
@@ -52,4 +42,4 @@ def _single_file(path: Path, settings: ArchiveSettings) -> Source:
     key = path.name
     name = ContainerName(key=key, day="", shard=path.stem, layout=Layout.DATAVISION)
     ref = ContainerRef(name, info.st_size, f"{info.st_size}-{info.st_mtime_ns}", info.st_mtime)
-    return Source(Archive(AsyncStorage(storage, LOCAL_CONCURRENCY), settings), ref)
+    return Archive(AsyncStorage(storage, LOCAL_CONCURRENCY), settings, ref)

@@ -1,6 +1,6 @@
 """The offline commands `ls`, `cat`, `stat` and `verify`: the archive without FUSE.
 
-They run the same read path as the mount (`desfs.fs.archive`), so they double as the
+They run the same engine as the mount (`desfs.archive.engine`), so they double as the
 cheapest end-to-end debugging tool. Output goes to the given text/binary streams.
 """
 
@@ -8,39 +8,30 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
+from desfs.archive.catalog import ContainerRef
+from desfs.archive.containers import Container
+from desfs.archive.engine import Archive
+from desfs.archive.paths import DayDir, FileRef, Resolved, RootDir, ShardDir
 from desfs.errors import DesfsError, IsADirectory, NotFound
 from desfs.format.model import Entry
-from desfs.fs.archive import DayDir, FileRef, Resolved, RootDir, ShardDir, resolve_in
 from desfs.fs.attributes import shard_xattrs
-from desfs.fs.containers import Container
-from desfs.fs.readahead import Stream
 from desfs.namespace.tree import FileNode
-from desfs.sources import Source
 
 
-async def resolve(source: Source, path: str) -> Resolved:
-    if source.single is not None:
-        container = await source.archive.loader.load(source.single)
-        return resolve_in("", container, path)
-    return await source.archive.resolve(path)
-
-
-async def ls(source: Source, path: str, show_all: bool, long: bool, out: TextIO) -> None:
-    target = await resolve(source, path)
+async def ls(archive: Archive, path: str, show_all: bool, long: bool, out: TextIO) -> None:
+    target = await archive.resolve(path)
     if isinstance(target, FileRef):
         out.write(_line(target.path.rpartition("/")[2], target.entry, long) + "\n")
         return
     if isinstance(target, RootDir):
-        for day in await source.archive.catalog.days():
+        for day in await archive.days():
             out.write(f"{day}/\n")
         return
     if isinstance(target, DayDir):
-        listing = await source.archive.catalog.day(target.day)
-        for shard, ref in listing.shards.items():
+        for shard, ref in await archive.shards(target.day):
             out.write(f"{shard}/\t{ref.size}\t{ref.key}\n" if long else f"{shard}/\n")
         return
     _list_shard_dir(target, show_all, long, out)
@@ -50,7 +41,7 @@ def _list_shard_dir(target: ShardDir, show_all: bool, long: bool, out: TextIO) -
     tree = target.container.tree
     for name, node in tree.listdir(target.path):
         if isinstance(node, FileNode):
-            out.write(_line(name, target.container.index.entries[node.position], long) + "\n")
+            out.write(_line(name, node.entry, long) + "\n")
         else:
             out.write(f"{name}/\n")
     if show_all and target.path == "":
@@ -69,8 +60,8 @@ def _show_raw(raw: bytes) -> str:
     return json.dumps(raw.decode("utf-8", "backslashreplace"), ensure_ascii=False)
 
 
-async def cat(source: Source, path: str, raw_name: bytes | None, out: BinaryIO) -> None:
-    target = await resolve(source, path)
+async def cat(archive: Archive, path: str, raw_name: bytes | None, out: BinaryIO) -> None:
+    target = await archive.resolve(path)
     if raw_name is not None:
         if not isinstance(target, ShardDir) or target.path != "":
             raise NotFound("--name needs PATH to be a shard directory")
@@ -82,20 +73,13 @@ async def cat(source: Source, path: str, raw_name: bytes | None, out: BinaryIO) 
         entry, container = target.entry, target.container
     else:
         raise IsADirectory(f"{path} is a directory")
-    async for chunk in _chunks(source, container, entry):
+    async for chunk in archive.chunks(container, entry):
         out.write(chunk)
     out.flush()
 
 
-async def _chunks(source: Source, container: Container, entry: Entry) -> AsyncIterator[bytes]:
-    stream = Stream()
-    step = 1024 * 1024
-    for offset in range(0, entry.size, step):
-        yield await source.archive.reader.read(container, entry, offset, step, stream)
-
-
-async def stat(source: Source, paths: list[str], out: TextIO) -> None:
-    found = [_describe(await resolve(source, path)) for path in paths]
+async def stat(archive: Archive, paths: list[str], out: TextIO) -> None:
+    found = [_describe(await archive.resolve(path)) for path in paths]
     document: object = found[0] if len(found) == 1 else found
     json.dump(document, out, indent=2, sort_keys=True, ensure_ascii=False)
     out.write("\n")
@@ -143,13 +127,15 @@ class VerifyReport:
     problems: int = 0
 
 
-async def verify(source: Source, out: TextIO, err: TextIO = sys.stderr) -> VerifyReport:
+async def verify(archive: Archive, out: TextIO, err: TextIO = sys.stderr) -> VerifyReport:
     report = VerifyReport()
-    for container_path, opened in await _all_containers(source, err, report):
-        report.containers += 1
-        report.hidden += len(opened.tree.hidden)
-        for entry in opened.index.entries:
-            await _verify_entry(source, container_path, opened, entry, report, err)
+    if archive.single is not None:
+        single = archive.single
+        await _verify_opened(archive, single.key, await _try_open(archive, single), report, err)
+    else:
+        for day in await archive.days():
+            async for _, ref, opened in archive.walk(day):
+                await _verify_opened(archive, ref.key, opened, report, err)
     out.write(
         f"{report.containers} containers, {report.entries} entries, {report.bytes} bytes, "
         f"{report.hidden} hidden names, {report.problems} problems\n"
@@ -157,39 +143,45 @@ async def verify(source: Source, out: TextIO, err: TextIO = sys.stderr) -> Verif
     return report
 
 
-async def _all_containers(
-    source: Source, err: TextIO, report: VerifyReport
-) -> list[tuple[str, Container]]:
-    archive = source.archive
-    refs = []
-    if source.single is not None:
-        refs.append(("", source.single))
-    else:
-        for day in await archive.catalog.days():
-            listing = await archive.catalog.day(day)
-            refs.extend((f"/{day}/{shard}", ref) for shard, ref in listing.shards.items())
-    opened = []
-    for path, ref in refs:
-        try:
-            opened.append((path, await archive.loader.load(ref)))
-        except DesfsError as exc:
-            report.problems += 1
-            err.write(f"BAD {ref.key}: {exc}\n")
-    return opened
+async def _try_open(archive: Archive, ref: ContainerRef) -> Container | DesfsError:
+    try:
+        return await archive.open(ref)
+    except DesfsError as exc:
+        return exc
+
+
+async def _verify_opened(
+    archive: Archive,
+    key: str,
+    opened: Container | DesfsError,
+    report: VerifyReport,
+    err: TextIO,
+) -> None:
+    if isinstance(opened, DesfsError):
+        report.problems += 1
+        err.write(f"BAD {key}: {opened}\n")
+        return
+    report.containers += 1
+    report.hidden += len(opened.tree.hidden)
+    for entry in opened.index.entries:
+        await _verify_entry(archive, opened, entry, report, err)
 
 
 async def _verify_entry(
-    source: Source, path: str, container: Container, entry: Entry, report: VerifyReport, err: TextIO
+    archive: Archive, container: Container, entry: Entry, report: VerifyReport, err: TextIO
 ) -> None:
     report.entries += 1
+    size = 0
     try:
-        data = b"".join([chunk async for chunk in _chunks(source, container, entry)])
+        # Counted, never joined: an entry may be many GiB.
+        async for chunk in archive.chunks(container, entry):
+            size += len(chunk)
     except DesfsError as exc:
         report.problems += 1
         err.write(f"BAD {container.ref.key} entry {_show_raw(entry.name)}: {exc}\n")
         return
-    if len(data) != entry.size:
+    if size != entry.size:
         report.problems += 1
         err.write(f"BAD {container.ref.key} entry {_show_raw(entry.name)}: size mismatch\n")
         return
-    report.bytes += len(data)
+    report.bytes += size

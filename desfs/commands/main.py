@@ -16,12 +16,17 @@ from pathlib import Path
 
 import trio
 
-from desfs import __version__, logs, offline, ops
+from desfs import __version__, logs
+from desfs.archive.engine import Archive
+from desfs.archive.sources import open_archive
+from desfs.commands import live, offline
+from desfs.commands.helper import mount_words
+from desfs.commands.mount import add_mount_commands
+from desfs.commands.pack import add_pack_command
 from desfs.errors import DesfsError, ExitCode, UsageError
-from desfs.options import add_source_options, load_settings
-from desfs.settings_keys import BY_PATH
-from desfs.settings_loader import parse_value
-from desfs.sources import Source, open_source
+from desfs.settings.flags import add_source_options, load_settings
+from desfs.settings.keys import BY_PATH
+from desfs.settings.loader import parse_value
 
 log = logging.getLogger("desfs")
 
@@ -32,8 +37,6 @@ COMMANDS = ("ls", "cat", "stat", "verify", "pack", "mount", "umount")
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(argv if argv is not None else sys.argv[1:])
     if _called_by_mount_fuse(words):
-        from desfs.daemon import mount_helper
-
         return mount_helper(words)
     parser = build_parser()
     args = parser.parse_args(words)
@@ -66,9 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_offline(sub)
-    _add_pack(sub)
-    from desfs.daemon import add_mount_commands
-
+    add_pack_command(sub)
     add_mount_commands(sub)
     _add_ops(sub)
     return parser
@@ -88,16 +89,16 @@ def _add_ops(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    stats = ops.read_stats(args.mountpoint)
+    stats = live.read_stats(args.mountpoint)
     if args.json:
         print(json.dumps(stats, indent=2, sort_keys=True))
     else:
-        ops.print_status(stats, sys.stdout)
+        live.print_status(stats, sys.stdout)
     return ExitCode.OK
 
 
 def _run_warm(args: argparse.Namespace) -> int:
-    progress = ops.warm(args.path, args.data, args.jobs)
+    progress = live.warm(args.path, args.data, args.jobs)
     print(
         f"warmed {progress.shards_done} shards, {progress.files} files, "
         f"{progress.bytes} bytes read, {progress.errors} errors"
@@ -131,31 +132,25 @@ def _add_offline(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     verify.set_defaults(handler=_run_verify)
 
 
-def _add_pack(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from desfs.pack_cli import add_pack_command
-
-    add_pack_command(sub)
-
-
-def _open(args: argparse.Namespace) -> Source:
+def _open(args: argparse.Namespace) -> Archive:
     settings = load_settings(args)
     logs.set_level(settings.log_level(args.command))
     assert settings.source is not None  # load_settings insists on one
-    return open_source(settings.source, settings.archive, settings.s3)
+    return open_archive(settings.source, settings.archive, settings.s3)
 
 
 def _run_ls(args: argparse.Namespace) -> int:
-    source = _open(args)
+    archive = _open(args)
     for i, path in enumerate(args.paths):
         if len(args.paths) > 1:
             # Like ls(1): a header per directory when several are listed.
             sys.stdout.write(f"{chr(10) if i else ''}{path}:\n")
-        trio.run(offline.ls, source, path, args.all, args.long, sys.stdout)
+        trio.run(offline.ls, archive, path, args.all, args.long, sys.stdout)
     return ExitCode.OK
 
 
 def _run_cat(args: argparse.Namespace) -> int:
-    source = _open(args)
+    archive = _open(args)
     raw: bytes | None = None
     if args.name is not None:
         raw = args.name.encode("utf-8", "surrogateescape")
@@ -167,19 +162,19 @@ def _run_cat(args: argparse.Namespace) -> int:
     if raw is not None and len(args.paths) != 1:
         raise UsageError("--name and --name-hex take exactly one shard PATH")
     for path in args.paths:
-        trio.run(offline.cat, source, path, raw, sys.stdout.buffer)
+        trio.run(offline.cat, archive, path, raw, sys.stdout.buffer)
     return ExitCode.OK
 
 
 def _run_stat(args: argparse.Namespace) -> int:
-    source = _open(args)
-    trio.run(offline.stat, source, args.paths, sys.stdout)
+    archive = _open(args)
+    trio.run(offline.stat, archive, args.paths, sys.stdout)
     return ExitCode.OK
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    source = _open(args)
-    report = trio.run(offline.verify, source, sys.stdout, sys.stderr)
+    archive = _open(args)
+    report = trio.run(offline.verify, archive, sys.stdout, sys.stderr)
     return ExitCode.PROBLEMS if report.problems else ExitCode.OK
 
 
@@ -200,7 +195,15 @@ def _called_by_mount_fuse(words: list[str]) -> bool:
     )
 
 
-def mount_helper_main() -> int:
-    from desfs.daemon import mount_helper
+def mount_helper(argv: list[str]) -> int:
+    """Run a mount(8)-style helper call (`mount.desfs` or mount.fuse3's) as `desfs mount`."""
+    try:
+        words = mount_words(argv)
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return ExitCode.USAGE
+    return main(words)
 
+
+def mount_helper_main() -> int:
     return mount_helper(sys.argv[1:])

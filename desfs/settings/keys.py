@@ -10,14 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from desfs.config import (
-    CacheSettings,
-    LayoutSettings,
-    LoggingSettings,
-    MetricsSettings,
-    MountSettings,
-)
-from desfs.settings_kinds import (
+from desfs.settings.kinds import (
     Choice,
     FilePath,
     Flag,
@@ -28,7 +21,15 @@ from desfs.settings_kinds import (
     Text,
     Umask,
 )
-from desfs.storage.s3_settings import ADDRESSING_STYLES, S3Settings
+from desfs.settings.sections import (
+    ADDRESSING_STYLES,
+    CacheSettings,
+    LayoutSettings,
+    LoggingSettings,
+    MetricsSettings,
+    MountSettings,
+    S3Settings,
+)
 
 KiB = 1024
 MiB = 1024 * KiB

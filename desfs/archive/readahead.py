@@ -21,8 +21,8 @@ import trio
 from desfs.cache.lru import ByteLRU
 from desfs.cache.ranges import BlockKey, ObjectRef, RangeCache
 from desfs.cache.singleflight import SingleFlight
-from desfs.config import CacheSettings
 from desfs.errors import DesfsError
+from desfs.settings.sections import CacheSettings
 
 Fetch = Callable[[int, int], Awaitable[bytes]]
 

@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from desfs.archive.catalog import ContainerRef, DayListing
 from desfs.errors import DesfsError
-from desfs.fs.catalog import ContainerRef, DayListing
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Precedence, key by key: command-line flags, then `-o` mount options, then the config file,
 then the defaults of the settings dataclasses. Every value, whichever layer it comes from,
-passes the same checks (`desfs.settings_keys`); the first bad one stops the command before
+passes the same checks (`desfs.settings.keys`); the first bad one stops the command before
 anything is opened or mounted, with one line naming the key as the user wrote it, the value
 and what is expected.
 """
@@ -18,18 +18,18 @@ from typing import Any, Literal
 
 import yaml
 
-from desfs.config import (
+from desfs.errors import UsageError
+from desfs.settings.keys import BY_PATH, KEYS, SECRETS, SECTIONS, Key
+from desfs.settings.kinds import Invalid, close_match, show_size
+from desfs.settings.sections import (
     ArchiveSettings,
     CacheSettings,
     LayoutSettings,
     LoggingSettings,
     MetricsSettings,
     MountSettings,
+    S3Settings,
 )
-from desfs.errors import UsageError
-from desfs.settings_keys import BY_PATH, KEYS, SECRETS, SECTIONS, Key
-from desfs.settings_kinds import Invalid, close_match, show_size
-from desfs.storage.s3_settings import S3Settings
 
 log = logging.getLogger(__name__)
 

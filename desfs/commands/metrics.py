@@ -22,6 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from desfs.archive.engine import EngineStats
 from desfs.cache.lru import LruStats
 from desfs.errors import UsageError
 from desfs.storage.counters import LATENCY_BUCKETS, CounterSnapshot
@@ -33,12 +34,8 @@ PUBLISH_SECONDS = 1.0
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    store: CounterSnapshot
-    caches: dict[str, LruStats]
-    prefetch_bytes: int
-    delivered_bytes: int
-    containers_open: int
-    inodes: int
+    engine: EngineStats
+    inodes: int  # nodes the kernel holds (0 where there is no kernel: the HTTP front end)
 
 
 class MetricsExporter(Collector):
@@ -67,11 +64,14 @@ class MetricsExporter(Collector):
         found = self._latest
         if found is None:
             return
-        yield from _store_metrics(found.store)
-        yield from _cache_metrics(found.caches)
-        yield _counter("desfs_prefetch_bytes", "Bytes fetched ahead of reads", found.prefetch_bytes)
-        yield _counter("desfs_read_bytes", "Bytes delivered to readers", found.delivered_bytes)
-        yield _gauge("desfs_containers_open", "Container indices in memory", found.containers_open)
+        engine = found.engine
+        yield from _store_metrics(engine.store)
+        yield from _cache_metrics(engine.caches)
+        yield _counter(
+            "desfs_prefetch_bytes", "Bytes fetched ahead of reads", engine.prefetch_bytes
+        )
+        yield _counter("desfs_read_bytes", "Bytes delivered to readers", engine.delivered_bytes)
+        yield _gauge("desfs_containers_open", "Container indices in memory", engine.containers_open)
         yield _gauge("desfs_inodes", "Inodes the kernel holds", found.inodes)
 
 

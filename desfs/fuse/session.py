@@ -24,21 +24,21 @@ from desfs import logs
 from desfs.errors import MountError, MountpointError
 from desfs.fuse.notify import sd_notify
 from desfs.fuse.operations import FuseOperations
+from desfs.settings.sections import MountSettings
 
 log = logging.getLogger(__name__)
 
+# Once every request is answered at once, an invalidation ends within milliseconds.
+RELEASER_STOP_SECONDS = 5.0
+
 
 @dataclass(frozen=True, slots=True)
-class MountOptions:
+class MountTarget:
+    """Where to mount, under which name, with which mount settings."""
+
     mountpoint: str
     fsname: str
-    allow_other: bool = False
-    allow_nonempty: bool = False
-    max_requests: int = 64  # concurrent FUSE handlers (pyfuse3 max_tasks)
-    shutdown_grace: float = 10.0  # seconds in-flight requests get after SIGTERM
-    read_ahead_kb: int = (
-        1024  # bdi readahead of the mount when running as root; 0 keeps the default
-    )
+    settings: MountSettings
 
     def fuse_options(self) -> set[str]:
         options = {
@@ -48,14 +48,14 @@ class MountOptions:
             "default_permissions",
             "noatime",
         }
-        if self.allow_other:
+        if self.settings.allow_other:
             options.add("allow_other")
         return options
 
 
-def check_mountpoint(options: MountOptions) -> None:
+def check_mountpoint(target: MountTarget) -> None:
     """Refuse a missing, non-directory, non-empty or already-mounted mountpoint."""
-    path = options.mountpoint
+    path = target.mountpoint
     try:
         os.stat(path)  # stat(2) never triggers an automount
         if _top_mount_type(path) == "autofs":
@@ -76,7 +76,7 @@ def check_mountpoint(options: MountOptions) -> None:
         raise MountpointError(f"{path} is already a mountpoint; unmount it first")
     if not os.path.isdir(path):
         raise MountpointError(f"mountpoint {path} is not a directory")
-    if os.listdir(path) and not options.allow_nonempty:
+    if os.listdir(path) and not target.settings.allow_nonempty:
         raise MountpointError(f"mountpoint {path} is not empty")
 
 
@@ -91,7 +91,7 @@ def _clean_stale(path: str) -> None:
 
 def serve(
     ops: FuseOperations,
-    options: MountOptions,
+    target: MountTarget,
     on_ready: Callable[[], None],
     tasks: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> None:
@@ -101,41 +101,47 @@ def serve(
     """
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
-        pyfuse3.init(ops, options.mountpoint, options.fuse_options())
+        pyfuse3.init(ops, target.mountpoint, target.fuse_options())
     except RuntimeError as exc:
-        raise MountError(f"could not mount {options.mountpoint}: {exc}") from None
+        raise MountError(f"could not mount {target.mountpoint}: {exc}") from None
     try:
-        trio.run(_main, ops, options, on_ready, tasks)
+        trio.run(_main, ops, target, on_ready, tasks)
     finally:
         pyfuse3.close(unmount=True)
-    log.info("unmounted %s", options.mountpoint)
+    log.info("unmounted %s", target.mountpoint)
 
 
 async def _main(
     ops: FuseOperations,
-    options: MountOptions,
+    target: MountTarget,
     on_ready: Callable[[], None],
     tasks: Sequence[Callable[[], Awaitable[None]]],
 ) -> None:
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_stop_on_signal, nursery.cancel_scope, options.shutdown_grace)
+        nursery.start_soon(_stop_on_signal, ops, target, nursery.cancel_scope)
         for task in tasks:
             nursery.start_soon(task)
-        nursery.start_soon(_announce_ready, options, on_ready)
-        nursery.start_soon(ops.release_entries)
-        await pyfuse3.main(max_tasks=options.max_requests)
+        nursery.start_soon(_announce_ready, target, on_ready)
+        nursery.start_soon(ops.releaser.run)
+        await pyfuse3.main(max_tasks=target.settings.max_requests)
+        # Unmounted from outside, or stopped by a signal: no invalidation may still be in
+        # the kernel when the session is closed (docs/CONCURRENCY.md).
+        with trio.move_on_after(RELEASER_STOP_SECONDS):
+            await ops.releaser.stop()
         nursery.cancel_scope.cancel()
 
 
-async def _announce_ready(options: MountOptions, on_ready: Callable[[], None]) -> None:
-    await trio.to_thread.run_sync(os.stat, options.mountpoint)
-    _raise_read_ahead(options)
-    log.info("mounted %s at %s", options.fsname, options.mountpoint)
+async def _announce_ready(target: MountTarget, on_ready: Callable[[], None]) -> None:
+    await trio.to_thread.run_sync(os.stat, target.mountpoint)
+    _raise_read_ahead(target)
+    log.info("mounted %s at %s", target.fsname, target.mountpoint)
     sd_notify("READY=1")
     on_ready()
 
 
-async def _stop_on_signal(scope: trio.CancelScope, grace: float) -> None:
+async def _stop_on_signal(
+    ops: FuseOperations, target: MountTarget, session: trio.CancelScope
+) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR2) as signals:
         async for signum in signals:
             if signum == signal.SIGUSR2:
@@ -143,22 +149,70 @@ async def _stop_on_signal(scope: trio.CancelScope, grace: float) -> None:
                 continue
             log.info("%s received, unmounting", signal.Signals(signum).name)
             sd_notify("STOPPING=1")
-            pyfuse3.terminate()
-            scope.deadline = trio.current_time() + grace
+            await shut_down(ops, target)
+            # Every handler has been told to answer; one that cannot is cut off.
+            session.deadline = trio.current_time() + RELEASER_STOP_SECONDS
             return
 
 
-def _raise_read_ahead(options: MountOptions) -> None:
-    """Raise the mount's bdi readahead, the one readahead lever pyfuse3 leaves us."""
-    if options.read_ahead_kb <= 0 or os.geteuid() != 0:
+async def shut_down(ops: FuseOperations, target: MountTarget) -> None:
+    """Stop in the one order that cannot leave a thread waiting in the kernel.
+
+    1. Stop entry invalidation while every request is still read and answered, since an
+       invalidation may wait for a directory lock that only an answer releases.
+    2. Stop reading requests; those in flight get the rest of `shutdown_grace`.
+    3. Make whatever is still in flight answer EIO, so pyfuse3.main() returns.
+    """
+    deadline = trio.current_time() + target.settings.shutdown_grace
+    with trio.move_on_at(deadline):
+        await ops.releaser.stop()
+    if ops.releaser.busy:
+        # A slow request (a stalled store) holds the lock: answer everything now.
+        log.warning("stopping: %d requests in flight answer EIO", len(ops.requests))
+        ops.requests.fail_all()
+        with trio.move_on_after(RELEASER_STOP_SECONDS):
+            await ops.releaser.stop()
+        if ops.releaser.busy:
+            _abort_connection(target.mountpoint)
+    pyfuse3.terminate()
+    with trio.move_on_at(deadline):
+        await ops.requests.idle()
+    if len(ops.requests):
+        log.warning("stopping: %d requests still in flight answer EIO", len(ops.requests))
+    ops.requests.fail_all()
+
+
+def _abort_connection(mountpoint: str) -> None:
+    """The last resort when an invalidation stays stuck: abort the FUSE connection, which
+    ends every request in the kernel (root only)."""
+    device = _mount_device(mountpoint)  # never stat(2) our own mount from the trio thread
+    if device is None:
+        log.error("an entry invalidation is stuck in the kernel; %s is not mounted", mountpoint)
         return
-    device = _mount_device(options.mountpoint)
+    connections = "/sys/fs/fuse/connections"
+    if not os.listdir(connections) and os.geteuid() == 0:
+        # fusectl is not mounted everywhere (systemd mounts it; containers may not).
+        subprocess.run(["mount", "-t", "fusectl", "none", connections], check=False)
+    path = f"{connections}/{device.partition(':')[2]}/abort"
+    try:
+        with open(path, "w") as abort:
+            abort.write("1")
+        log.error("an entry invalidation stayed stuck in the kernel; aborted %s", path)
+    except OSError as exc:
+        log.error("an entry invalidation is stuck in the kernel and abort failed: %s", exc)
+
+
+def _raise_read_ahead(target: MountTarget) -> None:
+    """Raise the mount's bdi readahead, the one readahead lever pyfuse3 leaves us."""
+    if target.settings.read_ahead_kb <= 0 or os.geteuid() != 0:
+        return
+    device = _mount_device(target.mountpoint)
     if device is None:
         return
     path = f"/sys/class/bdi/{device}/read_ahead_kb"
     try:
         with open(path, "w") as sysfs:
-            sysfs.write(str(options.read_ahead_kb))
+            sysfs.write(str(target.settings.read_ahead_kb))
     except OSError as exc:
         log.info("could not set %s: %s", path, exc)
 

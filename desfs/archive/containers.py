@@ -18,9 +18,10 @@ from functools import partial
 import trio
 from cachetools import LRUCache
 
-from desfs.cache.persistent import CachedTail, IndexStore
+from desfs.archive.catalog import ContainerRef
+from desfs.cache.persistent import IndexStore
+from desfs.cache.records import CachedTail
 from desfs.cache.singleflight import SingleFlight
-from desfs.config import CacheSettings, LayoutSettings
 from desfs.errors import (
     AccessDenied,
     DesfsError,
@@ -31,9 +32,9 @@ from desfs.errors import (
 )
 from desfs.format.container import open_container
 from desfs.format.model import ContainerIndex, Format, NeedBytes
-from desfs.fs.catalog import ContainerRef
 from desfs.namespace.tombstones import tombstoned_uids
 from desfs.namespace.tree import ShardTree, build_tree
+from desfs.settings.sections import CacheSettings, LayoutSettings
 from desfs.storage.aio import AsyncStorage
 from desfs.storage.base import Blob
 

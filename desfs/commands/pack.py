@@ -9,9 +9,9 @@ from pathlib import Path
 
 from desfs.errors import ExitCode, UsageError
 from desfs.format.model import Codec, Format
-from desfs.options import parse_size
-from desfs.pack import load_metadata, pack_directory
-from desfs.pack_options import PackOptions
+from desfs.pack.options import PackOptions
+from desfs.pack.plan import load_metadata, pack_directory
+from desfs.settings.flags import parse_size
 
 FORMATS = {"datavision": Format.DESHEAD1, "des": Format.DES2}
 CODECS = {"none": Codec.NONE, "zstd": Codec.ZSTD, "lz4": Codec.LZ4}

@@ -4,7 +4,7 @@ Datavision (DESHEAD1): `<out>/YYYY-MM-DD/<hex>.des`, external files in
 `<out>/YYYY-MM-DD/_bigFiles/<name>` (des-formats.md §1.7, §1.10, §1.11).
 DES flat (DES2): `<out>/YYYYMMDD_<HEX>_<NNNN>.des`, BigFiles in `<out>/_bigFiles/<sha256>`
 (§2.6, §2.9, §2.10). Entry names are source paths relative to the source directory.
-A run writes everything or nothing: see `desfs.pack_io.Staging`.
+A run writes everything or nothing: see `desfs.pack.staging.Staging`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from desfs.errors import DesfsError, UsageError
+from desfs.format.des2_writer import Des2Writer
+from desfs.format.deshead1_writer import DesHead1Writer
 from desfs.format.model import Format
-from desfs.format.writer import Des2Writer, DesHead1Writer, copy_exact
-from desfs.pack_io import (
+from desfs.format.writer import copy_exact
+from desfs.pack.options import PackOptions
+from desfs.pack.staging import (
     SourceFile,
     SourceTree,
     Staging,
@@ -28,7 +31,6 @@ from desfs.pack_io import (
     open_source,
     scan_source,
 )
-from desfs.pack_options import PackOptions
 
 
 @dataclass(frozen=True, slots=True)

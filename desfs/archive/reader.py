@@ -18,22 +18,21 @@ Every fetch goes through single flight, so concurrent readers of the same bytes 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
 
+from desfs.archive.containers import Container
+from desfs.archive.decoded import DecodedBlocks
+from desfs.archive.external import ExternalObject, ExternalPayloads
+from desfs.archive.readahead import Readahead, Stream
 from desfs.cache.lru import ByteLRU, LruStats
 from desfs.cache.ranges import BlockKey, ObjectRef
 from desfs.cache.singleflight import SingleFlight
-from desfs.config import CacheSettings, LayoutSettings
 from desfs.errors import EntryError, ObjectChanged, ObjectMissing, StorageError
 from desfs.format.codecs import decode_payload
 from desfs.format.model import Codec, Entry
-from desfs.fs.containers import Container
-from desfs.fs.decoded import DecodedBlocks
-from desfs.fs.external import ExternalObject, ExternalPayloads
-from desfs.fs.readahead import Readahead, Stream
+from desfs.settings.sections import CacheSettings, LayoutSettings
 from desfs.storage.aio import AsyncStorage
 
 log = logging.getLogger(__name__)
@@ -78,9 +77,7 @@ class EntryReader:
         self._block_lru: ByteLRU[BlockKey] = ByteLRU(cache.block_cache_bytes // 2)
         self._readahead = Readahead(self._block_lru, cache)
         self._decoded = DecodedBlocks(self._payloads, cache.block_size)
-        self.externals = ExternalPayloads(storage, layout.bigfiles_dir, cache.small_entry_bytes)
-        # Told when a container's object was replaced (HTTP 412), so its index is reloaded.
-        self.on_changed: Callable[[Container], None] = lambda container: None
+        self._externals = ExternalPayloads(storage, layout.bigfiles_dir, cache.small_entry_bytes)
         self._flights: SingleFlight[tuple[object, ...], bytes] = SingleFlight()
         self._decode_limiter = trio.CapacityLimiter(2)
         self._order = _Order()
@@ -96,6 +93,9 @@ class EntryReader:
             c.delivered_bytes,
         )
 
+    def external_key(self, container: Container, entry: Entry) -> str | None:
+        return self._externals.key_of(container, entry)
+
     def cache_statistics(self) -> dict[str, LruStats]:
         return {"payloads": self._payloads.statistics(), "blocks": self._block_lru.statistics()}
 
@@ -108,6 +108,9 @@ class EntryReader:
         except ObjectMissing as exc:
             # The index promised these bytes: a vanished payload is damage (EIO), not ENOENT.
             raise EntryError(f"{container.ref.key}: entry {entry.name!r}: {exc}") from None
+        except EntryError as exc:
+            key = container.ref.key
+            raise exc if str(exc).startswith(key) else EntryError(f"{key}: {exc}") from None
         self._counters.delivered_bytes += len(data)
         return data
 
@@ -118,6 +121,9 @@ class EntryReader:
             raise EntryError(f"{container.ref.key}: entry {entry.name!r}: {entry.error}")
         end = min(entry.size, offset + size)
         if offset >= end:
+            if offset == 0 and entry.stored_length and entry.codec != Codec.NONE:
+                # An empty entry must still be an empty frame: a lying one is EIO.
+                await self._payload(container, entry)
             return b""
         if entry.external is not None:
             return await self._read_external(container, entry, offset, end, stream)
@@ -142,10 +148,6 @@ class EntryReader:
             return await self._readahead.blocks.read(obj, lo, hi, direct)
 
         return await self._decoded.read(container.object_id, entry, offset, end, fetch)
-
-    async def read_all(self, container: Container, entry: Entry) -> bytes:
-        """The whole logical content (CLI `cat` and `verify`)."""
-        return await self.read(container, entry, 0, entry.size, Stream())
 
     # -- small and compressed entries: whole payloads --------------------------------
 
@@ -249,7 +251,6 @@ class EntryReader:
 
     def _drop(self, container: Container) -> None:
         log.warning("%s changed since it was opened; dropping its cached bytes", container.ref.key)
-        self.on_changed(container)
         oid = container.object_id
         self._payloads.discard_where(lambda k: k[0] == oid)
         self._readahead.blocks.drop_object(oid)
@@ -283,7 +284,7 @@ class EntryReader:
     async def _read_external(
         self, container: Container, entry: Entry, offset: int, end: int, stream: Stream
     ) -> bytes:
-        target = await self.externals.locate(container, entry)
+        target = await self._externals.locate(container, entry)
         if target.etag is None:  # small: fetched whole, checked, cached
             key = (container.object_id, entry.position)
             payload = self._payloads.get(key)
@@ -306,7 +307,7 @@ class EntryReader:
         target: ExternalObject,
         cache_key: tuple[object, ...],
     ) -> bytes:
-        data = await self.externals.read_whole(container, entry, target)
+        data = await self._externals.read_whole(container, entry, target)
         self._payloads.put(cache_key, data)
         return data
 

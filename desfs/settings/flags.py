@@ -1,6 +1,6 @@
 """Command-line flags and `-o` mount options, turned into settings layers and resolved.
 
-The flags are generated from `desfs.settings_keys`; each is left at None when not given, so
+The flags are generated from `desfs.settings.keys`; each is left at None when not given, so
 a flag overrides the config file only when it is actually on the command line.
 """
 
@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from desfs.errors import UsageError
-from desfs.settings_keys import BY_OPTION, KEYS, SECRETS, Key
-from desfs.settings_kinds import Flag, close_match
-from desfs.settings_kinds import parse_size as parse_size
-from desfs.settings_loader import CONFIG_SOURCE, Layer, Settings, read_config, resolve
+from desfs.settings.keys import BY_OPTION, KEYS, SECRETS, Key
+from desfs.settings.kinds import Flag, close_match
+from desfs.settings.kinds import parse_size as parse_size
+from desfs.settings.loader import CONFIG_SOURCE, Layer, Settings, read_config, resolve
 
 # Options of mount(8) and fstab that concern mount(8), the kernel's defaults for FUSE, or
 # other tools; desfs accepts and ignores them.

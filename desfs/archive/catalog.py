@@ -21,7 +21,6 @@ import trio
 from cachetools import LRUCache
 
 from desfs.cache.singleflight import SingleFlight
-from desfs.config import CacheSettings, LayoutSettings
 from desfs.errors import NotFound, UsageError
 from desfs.namespace.layout import (
     ContainerName,
@@ -34,6 +33,7 @@ from desfs.namespace.layout import (
     parse_day_key,
     parse_flat_key,
 )
+from desfs.settings.sections import CacheSettings, LayoutSettings
 from desfs.storage.aio import AsyncStorage
 from desfs.storage.base import ListPage, ObjectInfo
 

@@ -18,10 +18,10 @@ import time
 from typing import TextIO
 
 from desfs import logs
+from desfs.archive.sources import open_archive
 from desfs.errors import DesfsError, ExitCode, MountError
-from desfs.options import add_mount_flags, add_source_options, is_known_option, load_settings
-from desfs.settings_loader import Settings
-from desfs.sources import open_source
+from desfs.settings.flags import add_mount_flags, add_source_options, load_settings
+from desfs.settings.loader import Settings
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,8 @@ def run_mount(args: argparse.Namespace) -> int:
 
 
 def _serve_foreground(args: argparse.Namespace, settings: Settings) -> int:
-    from desfs.fuse.mount import check_mountpoint, serve
-    from desfs.mount_build import build_operations
+    from desfs.commands.wiring import build_operations
+    from desfs.fuse.session import check_mountpoint, serve
 
     report = _ReadyPipe(args.ready_fd)
     try:
@@ -71,10 +71,10 @@ def _serve_foreground(args: argparse.Namespace, settings: Settings) -> int:
         if settings.logging.file:
             _log_to_file(settings.logging.file)
         assert settings.source is not None  # load_settings insists on one
-        source = open_source(settings.source, settings.archive, settings.s3)
-        ops, options, tasks = build_operations(settings, source)
-        check_mountpoint(options)
-        serve(ops, options, report.ready, tasks)
+        archive = open_archive(settings.source, settings.archive, settings.s3)
+        ops, target, tasks = build_operations(settings, archive)
+        check_mountpoint(target)
+        serve(ops, target, report.ready, tasks)
     except DesfsError as exc:
         report.failed(exc.exit_code, str(exc))
         raise
@@ -173,42 +173,3 @@ def run_umount(args: argparse.Namespace) -> int:
         message += " (a process still uses the mount; close it, or use --lazy)"
     print(f"desfs: umount {args.mountpoint}: {message}", file=sys.stderr)
     return ExitCode.PROBLEMS
-
-
-def mount_helper(argv: list[str]) -> int:
-    """`mount.desfs SOURCE MOUNTPOINT [-sfnv] [-o OPTIONS] [-t TYPE] [-N NS]`, as mount(8)
-    calls its helpers (mount.fuse3 calls `desfs SOURCE MOUNTPOINT -o OPTIONS` the same way)."""
-    positional: list[str] = []
-    options: list[str] = []
-    flags: set[str] = set()
-    items = iter(argv)
-    for item in items:
-        if item in ("-o", "-t", "-N"):
-            value = next(items, "")
-            if item == "-o":
-                options.append(value)
-            flags.add(item)
-        elif item.startswith("-o") and len(item) > 2:
-            options.append(item[2:])
-        elif item.startswith("-") and len(item) > 1:
-            flags.update(f"-{letter}" for letter in item[1:])
-        else:
-            positional.append(item)
-    if len(positional) != 2:
-        print("usage: mount.desfs SOURCE MOUNTPOINT [-o options]", file=sys.stderr)
-        return ExitCode.USAGE
-    if "-N" in flags:
-        print("mount.desfs: -N (mount in another namespace) is not supported", file=sys.stderr)
-        return ExitCode.USAGE
-    from desfs.cli import main
-
-    # mount(8) always passes rw or ro, whatever the fstab line says; the mount is read-only
-    # either way. With -s (sloppy), options desfs does not know are dropped, as mount(8) asks.
-    kept = [
-        item
-        for item in (part.strip() for group in options for part in group.split(","))
-        if item and item != "rw" and ("-s" not in flags or is_known_option(item))
-    ]
-    words = ["--log-level", "info"] if "-v" in flags else []
-    words += ["mount", *(["-o", ",".join(kept)] if kept else []), "--", *positional]
-    return main(words)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from desfs.archive.containers import Container
 from desfs.errors import EntryError
 from desfs.format.model import Entry
-from desfs.fs.containers import Container
 from desfs.namespace.layout import external_key
 from desfs.storage.aio import AsyncStorage
 

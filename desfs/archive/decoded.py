@@ -20,6 +20,7 @@ import trio
 from cachetools import LRUCache
 
 from desfs.cache.lru import ByteLRU
+from desfs.errors import EntryError
 from desfs.format.codecs import PayloadStream
 from desfs.format.model import Entry
 
@@ -27,6 +28,7 @@ Fetch = Callable[[int, int], Awaitable[bytes]]
 STEP = 4 * 1024 * 1024  # decoded bytes one worker-thread call produces at most
 SOURCE_CHUNK = 1024 * 1024  # stored bytes fetched per callback
 MAX_CURSORS = 8  # each live decoder may hold a window of up to 128 MiB
+MAX_FAILED = 1024
 
 
 class _Source:
@@ -60,10 +62,24 @@ class DecodedBlocks:
         self._cache = cache
         self._block = block_size
         self._cursors: LRUCache[Hashable, _Cursor] = LRUCache(maxsize=MAX_CURSORS)
+        # Entries whose frames proved bad: later reads fail at once instead of decoding
+        # the whole entry again to find the same lie.
+        self._failed: LRUCache[Hashable, EntryError] = LRUCache(maxsize=MAX_FAILED)
         self._limiter = trio.CapacityLimiter(2)
 
     async def read(self, oid: Hashable, entry: Entry, start: int, end: int, fetch: Fetch) -> bytes:
         """Decoded bytes [start, end) of `entry` (already clamped to its size)."""
+        failed = self._failed.get((oid, entry.position))
+        if failed is not None:
+            raise EntryError(str(failed))
+        try:
+            return await self._read(oid, entry, start, end, fetch)
+        except EntryError as exc:
+            self._failed[(oid, entry.position)] = exc
+            self._cursors.pop((oid, entry.position), None)
+            raise
+
+    async def _read(self, oid: Hashable, entry: Entry, start: int, end: int, fetch: Fetch) -> bytes:
         first, last = start // self._block, (end - 1) // self._block
         blocks = [self._cache.get((oid, entry.position, k)) for k in range(first, last + 1)]
         if any(b is None for b in blocks):
@@ -138,3 +154,5 @@ class DecodedBlocks:
     def drop(self, oid: Hashable) -> None:
         for key in [k for k in self._cursors if isinstance(k, tuple) and k[0] == oid]:
             self._cursors.pop(key, None)
+        for key in [k for k in self._failed if isinstance(k, tuple) and k[0] == oid]:
+            self._failed.pop(key, None)

@@ -1,0 +1,205 @@
+"""The archive engine: the days, shards, containers and entry bytes of one source.
+
+Every front end (the FUSE filesystem model, the offline commands, the HTTP server) uses
+the same verbs: `days`, `shards` and `shard` list; `open` and `walk` load containers;
+`resolve` turns an exposed path into what it names; `read` returns entry bytes; and
+`statistics` reports. The catalog, the container loader and the reader behind them are
+private, so `desfs cat` and `cat` on the mount share every line of the read path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import trio
+
+from desfs.archive.catalog import Catalog, ContainerRef
+from desfs.archive.containers import Container, ContainerLoader
+from desfs.archive.paths import DayDir, Resolved, RootDir, resolve_in
+from desfs.archive.readahead import Stream
+from desfs.archive.reader import EntryReader
+from desfs.archive.walk import ShardWalk, open_ahead
+from desfs.cache.lru import LruStats
+from desfs.cache.persistent import IndexStore, IndexStoreStats
+from desfs.errors import DesfsError, NotFound, ObjectChanged
+from desfs.format.model import Entry
+from desfs.settings.sections import ArchiveSettings
+from desfs.storage.aio import AsyncStorage
+from desfs.storage.counters import CounterSnapshot
+
+CHUNK = 1024 * 1024  # bytes per step when a whole entry is streamed (cat, verify)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    """A consistent reading of every counter the engine keeps."""
+
+    source: str
+    store: CounterSnapshot
+    caches: dict[str, LruStats]
+    prefetch_bytes: int  # fetched ahead of reads (coalesced runs, readahead windows)
+    delivered_bytes: int  # logical bytes handed to readers
+    containers_open: int
+    index_store: IndexStoreStats | None
+
+
+class Archive:
+    def __init__(
+        self, storage: AsyncStorage, settings: ArchiveSettings, single: ContainerRef | None = None
+    ) -> None:
+        """`single` set: the source is that one container (a `.des` file), not a tree."""
+        self._storage = storage
+        self._settings = settings
+        self._single = single
+        self._catalog = Catalog(storage, settings.layout, settings.cache)
+        self._index_store = _index_store(storage, settings)
+        self._loader = ContainerLoader(
+            storage, settings.cache, settings.layout, store=self._index_store
+        )
+        self._reader = EntryReader(storage, settings.cache, settings.layout)
+        self._walk = ShardWalk()
+
+    @property
+    def single(self) -> ContainerRef | None:
+        return self._single
+
+    @property
+    def listing_ttl(self) -> float:
+        return self._settings.cache.listing_ttl
+
+    def describe(self) -> str:
+        return self._storage.describe()
+
+    # -- listings ------------------------------------------------------------------------
+
+    async def days(self) -> tuple[str, ...]:
+        return await self._catalog.days()
+
+    async def shards(self, day: str) -> list[tuple[str, ContainerRef]]:
+        """The shards of `day` in name order, without containers known to be partial."""
+        listing = await self._catalog.day(day)
+        return [
+            (shard, ref)
+            for shard, ref in listing.shards.items()
+            if not self._loader.known_partial(ref)
+        ]
+
+    async def shard(self, day: str, shard: str) -> ContainerRef:
+        listing = await self._catalog.day(day)
+        ref = listing.shards.get(shard)
+        if ref is None:
+            raise NotFound(f"no shard {shard!r} on {day}")
+        return ref
+
+    # -- containers ----------------------------------------------------------------------
+
+    def cached(self, ref: ContainerRef) -> Container | None:
+        return self._loader.cached(ref)
+
+    def opened(self) -> list[Container]:
+        return self._loader.opened()
+
+    async def open(self, ref: ContainerRef) -> Container:
+        """The container's index and tree: from memory, the disk store, or one round trip."""
+        return await self._loader.load(ref)
+
+    async def open_to_list(self, ref: ContainerRef) -> Container:
+        """`open`, for a caller about to list the shard. When shards are being listed in
+        the day's order (a walk), the next ones open in the same round trip."""
+        if self._loader.cached(ref) is not None or not ref.name.day:
+            return await self.open(ref)
+        listing = await self._catalog.day(ref.name.day)
+        ahead = [
+            later
+            for later in self._walk.ahead(listing, ref.name.shard)
+            if self._loader.cached(later) is None
+        ]
+        if not ahead:
+            return await self.open(ref)
+        found: list[Container] = []
+        failed: list[DesfsError] = []
+
+        async def this_one() -> None:
+            try:
+                found.append(await self.open(ref))
+            except DesfsError as exc:
+                failed.append(exc)  # raised below, as itself: its errno must survive
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(open_ahead, ahead, self._loader.load)
+            nursery.start_soon(this_one)
+        if failed:
+            raise failed[0]
+        return found[0]
+
+    async def walk(
+        self, day: str
+    ) -> AsyncIterator[tuple[str, ContainerRef, Container | DesfsError]]:
+        """Every shard of `day` in order, opened (or the reason it could not be), with
+        the walk-ahead of `open_to_list`: one round trip per batch of shards."""
+        for shard, ref in await self.shards(day):
+            try:
+                yield shard, ref, await self.open_to_list(ref)
+            except DesfsError as exc:
+                yield shard, ref, exc
+
+    # -- paths and bytes -----------------------------------------------------------------
+
+    async def resolve(self, path: str) -> Resolved:
+        """What an exposed path names (relative to the container for a single file)."""
+        if self._single is not None:
+            return resolve_in("", await self.open(self._single), path)
+        parts = [p for p in path.split("/") if p]
+        if not parts:
+            return RootDir()
+        day = parts[0]
+        if day not in await self.days():
+            raise NotFound(f"no day {day!r}")
+        if len(parts) == 1:
+            return DayDir(day)
+        container = await self.open(await self.shard(day, parts[1]))
+        return resolve_in(day, container, "/".join(parts[2:]))
+
+    async def read(
+        self, container: Container, entry: Entry, offset: int, size: int, stream: Stream
+    ) -> bytes:
+        """Bytes [offset, offset + size) of the entry, clamped to its size."""
+        try:
+            return await self._reader.read(container, entry, offset, size, stream)
+        except ObjectChanged:
+            # Replaced underneath: forget its index and its day's listing, so the next
+            # lookup lists and opens the new object. Open files keep failing with ESTALE.
+            self._loader.forget(container)
+            self._catalog.invalidate_day(container.ref.name.day)
+            raise
+
+    async def chunks(self, container: Container, entry: Entry) -> AsyncIterator[bytes]:
+        """The whole entry, in order, a bounded chunk at a time."""
+        stream = Stream()
+        for offset in range(0, entry.size, CHUNK):
+            yield await self.read(container, entry, offset, CHUNK, stream)
+
+    def external_key(self, container: Container, entry: Entry) -> str | None:
+        return self._reader.external_key(container, entry)
+
+    def statistics(self) -> EngineStats:
+        reader = self._reader.statistics()
+        store = self._index_store
+        return EngineStats(
+            source=self._storage.describe(),
+            store=self._storage.counters.snapshot(),
+            caches=self._reader.cache_statistics(),
+            prefetch_bytes=reader.prefetch_bytes,
+            delivered_bytes=reader.delivered_bytes,
+            containers_open=len(self._loader.opened()),
+            index_store=None if store is None else store.statistics(),
+        )
+
+
+def _index_store(storage: AsyncStorage, settings: ArchiveSettings) -> IndexStore | None:
+    """The on-disk index records of this source, when a cache directory is configured."""
+    cache = settings.cache
+    if cache.cache_dir is None:
+        return None
+    return IndexStore(cache.cache_dir / "index", cache.index_store_bytes, storage.describe())
