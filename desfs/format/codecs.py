@@ -6,6 +6,7 @@ allocate more than the entry's logical size plus a small read chunk.
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Protocol
 
@@ -13,6 +14,7 @@ import lz4.frame
 import zstandard
 
 from desfs.errors import EntryError
+from desfs.format.frames import ZstdFrameWalker
 from desfs.format.model import Codec, Entry
 
 # A stateless decoder: calling it directly skips json.loads' per-call type dispatch.
@@ -51,7 +53,8 @@ def decode_payload(entry: Entry, stored: bytes) -> bytes:
 
     For inline entries `stored` is `[offset, offset + stored_length)` of the container;
     for external entries it is the whole external object (always stored raw). Raises
-    EntryError when the entry is unreadable or the result is not exactly `entry.size`.
+    EntryError when the entry is unreadable or its bytes do not decode to exactly
+    `entry.size` under the rule of `PayloadStream`.
     """
     if entry.error is not None:
         raise EntryError(f"entry {entry.name!r} is unreadable: {entry.error}")
@@ -64,9 +67,11 @@ def decode_payload(entry: Entry, stored: bytes) -> bytes:
         )
     if entry.codec is Codec.NONE:
         return _checked(entry, stored, "stored payload")
-    if entry.codec is Codec.ZSTD:
-        return _checked(entry, _zstd(entry, stored), "zstd payload")
-    return _checked(entry, _lz4(entry, stored), "lz4 payload")
+    stream = PayloadStream(entry, io.BytesIO(stored))
+    parts = []
+    while chunk := stream.read(_CHUNK):
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _checked(entry: Entry, data: bytes, what: str) -> bytes:
@@ -78,56 +83,55 @@ def _checked(entry: Entry, data: bytes, what: str) -> bytes:
     return bytes(data)
 
 
-def _zstd(entry: Entry, stored: bytes) -> bytes:
-    limit = entry.size + 1
-    parts: list[bytes] = []
-    produced = 0
-    try:
-        window = min(max(entry.size, _ZSTD_MIN_WINDOW), _ZSTD_MAX_WINDOW)
-        decompressor = zstandard.ZstdDecompressor(max_window_size=window)
-        reader = decompressor.stream_reader(stored)
-        while produced < limit:
-            chunk = reader.read(min(_CHUNK, limit - produced))
-            if not chunk:
-                break
-            parts.append(chunk)
-            produced += len(chunk)
-    except zstandard.ZstdError as exc:
-        raise EntryError(f"entry {entry.name!r}: corrupt zstd frame: {exc}") from None
-    return b"".join(parts)
-
-
-def _lz4(entry: Entry, stored: bytes) -> bytes:
-    limit = entry.size + 1
-    parts: list[bytes] = []
-    produced = 0
-    decompressor = lz4.frame.LZ4FrameDecompressor()
-    pending = stored
-    try:
-        while produced < limit and not decompressor.eof:
-            chunk = decompressor.decompress(pending, max_length=min(_CHUNK, limit - produced))
-            pending = b""
-            if not chunk:
-                break
-            parts.append(chunk)
-            produced += len(chunk)
-    except RuntimeError as exc:
-        raise EntryError(f"entry {entry.name!r}: corrupt lz4 frame: {exc}") from None
-    if produced <= entry.size and not decompressor.eof:
-        raise EntryError(f"entry {entry.name!r}: lz4 frame is truncated")
-    return b"".join(parts)
-
-
 class Readable(Protocol):
     def read(self, size: int) -> bytes: ...
+
+
+class _Input:
+    """The stored bytes of one entry as the decoder pulls them: never more than
+    `stored_length`, counted, and walked for frame boundaries (zstd)."""
+
+    def __init__(self, source: Readable, length: int, walker: ZstdFrameWalker | None) -> None:
+        self._source = source
+        self._left = length
+        self._walker = walker
+        self.short = False  # the source ended before `length` bytes
+
+    def read(self, size: int) -> bytes:
+        size = min(size, self._left)
+        if size <= 0:
+            return b""
+        data = self._source.read(size)
+        if not data:
+            self.short = True
+            return b""
+        self._left -= len(data)
+        if self._walker is not None:
+            self._walker.feed(data)  # raises EntryError on bytes that are not frames
+        return data
+
+    def drain(self) -> int:
+        """Pull the bytes the decoder left unread; how many there were."""
+        left = 0
+        while chunk := self.read(_CHUNK):
+            left += len(chunk)
+        return left
+
+    @property
+    def exhausted(self) -> bool:
+        return self._left == 0 and not self.short
 
 
 class PayloadStream:
     """Incremental decoder of one compressed entry; stored bytes come from `source`.
 
-    `read(n)` returns up to `n` decoded bytes and b"" at the end. The output is bounded
-    by the entry's logical size: a frame that decodes to more, or ends short of it,
-    raises EntryError. `position` counts the decoded bytes handed out so far.
+    `read(n)` returns up to `n` decoded bytes and b"" at the end. One rule holds for
+    every path (the mount's streaming and whole reads, `desfs cat`, `verify`): an entry
+    is good only if its stored bytes are complete frames (zstd: one or more frames,
+    skippable frames allowed; lz4: exactly one frame) that end exactly at the stored
+    length, decode to exactly the entry's size, and pass their checksums where the frame
+    has them. Anything else raises EntryError, at the latest on the read that reaches
+    the entry's end, and the output never exceeds the entry's size.
     """
 
     def __init__(self, entry: Entry, source: Readable) -> None:
@@ -136,29 +140,96 @@ class PayloadStream:
         if entry.codec is Codec.NONE:
             raise EntryError(f"entry {entry.name!r} is not compressed")
         self._entry = entry
-        self._source = source
         self.position = 0
+        self._finished = False
         self._zstd: zstandard.ZstdDecompressionReader | None = None
         self._lz4: lz4.frame.LZ4FrameDecompressor | None = None
         if entry.codec is Codec.ZSTD:
+            self._walker: ZstdFrameWalker | None = ZstdFrameWalker()
+            self._input = _Input(source, entry.stored_length, self._walker)
             window = min(max(entry.size, _ZSTD_MIN_WINDOW), _ZSTD_MAX_WINDOW)
             decompressor = zstandard.ZstdDecompressor(max_window_size=window)
-            # zstandard accepts any object with read(); its stubs name only IO[bytes].
-            self._zstd = decompressor.stream_reader(source, read_size=_CHUNK)  # type: ignore[arg-type]
+            # Across frames: junk after the first frame is an error, a second frame more
+            # output. zstandard accepts any object with read(); its stubs name IO[bytes].
+            self._zstd = decompressor.stream_reader(
+                self._input,  # type: ignore[arg-type]
+                read_size=_CHUNK,
+                read_across_frames=True,
+            )
         else:
+            self._walker = None
+            self._input = _Input(source, entry.stored_length, None)
             self._lz4 = lz4.frame.LZ4FrameDecompressor()
 
     def read(self, size: int) -> bytes:
-        want = min(size, self._entry.size + 1 - self.position)
+        try:
+            return self._read(size)
+        except EntryError as exc:
+            name = repr(self._entry.name)
+            raise exc if name in str(exc) else EntryError(f"entry {name}: {exc}") from None
+
+    def _read(self, size: int) -> bytes:
+        want = min(size, self._entry.size - self.position)
         if want <= 0:
+            self._finish()
             return b""
         chunk = self._read_zstd(want) if self._zstd is not None else self._read_lz4(want)
+        if not chunk:
+            raise EntryError(
+                f"entry {self._entry.name!r}: frame decodes to {self.position} bytes, "
+                f"expected {self._entry.size}"
+            )
         self.position += len(chunk)
-        if self.position > self._entry.size:
-            raise EntryError(f"entry {self._entry.name!r} decodes to more than {self._entry.size}")
-        if not chunk and self.position < self._entry.size:
-            raise EntryError(f"entry {self._entry.name!r}: frame ends at {self.position} bytes")
+        if self.position == self._entry.size:
+            self._finish()
         return chunk
+
+    def _finish(self) -> None:
+        """At the entry's end: the frames must end here, and so must the stored bytes."""
+        if self._finished:
+            return
+        name = self._entry.name
+        if self._zstd is not None:
+            if self._read_zstd(1):
+                raise self._too_long()
+            self._check_input(self._input.drain())
+            assert self._walker is not None
+            if not self._walker.complete:
+                raise EntryError(f"entry {name!r}: zstd frame is incomplete")
+        else:
+            self._finish_lz4()
+        self._finished = True
+
+    def _finish_lz4(self) -> None:
+        decoder, name = self._lz4, self._entry.name
+        assert decoder is not None
+        try:
+            while not decoder.eof:
+                pending = self._input.read(_CHUNK) if decoder.needs_input else b""
+                if decoder.needs_input and not pending:
+                    raise EntryError(f"entry {name!r}: lz4 frame has no end mark")
+                if decoder.decompress(pending, max_length=1):
+                    raise self._too_long()
+        except RuntimeError as exc:
+            raise EntryError(f"entry {name!r}: corrupt lz4 frame: {exc}") from None
+        if decoder.unused_data:
+            raise EntryError(
+                f"entry {name!r}: {len(decoder.unused_data)} bytes after the lz4 frame"
+            )
+        self._check_input(self._input.drain())
+
+    def _too_long(self) -> EntryError:
+        codec, size = self._entry.codec.name.lower(), self._entry.size
+        return EntryError(
+            f"entry {self._entry.name!r}: {codec} payload decodes to {size + 1}+ bytes, "
+            f"expected {size}"
+        )
+
+    def _check_input(self, unread: int) -> None:
+        name = self._entry.name
+        if unread or not self._input.exhausted:
+            what = f"{unread} stored bytes after the frame" if unread else "stored bytes missing"
+            raise EntryError(f"entry {name!r}: {what}")
 
     def _read_zstd(self, want: int) -> bytes:
         assert self._zstd is not None
@@ -175,7 +246,7 @@ class PayloadStream:
             while not decoder.eof:
                 # An empty answer without needs_input still means: give me more input.
                 needed = decoder.needs_input or starved
-                pending = self._source.read(_CHUNK) if needed else b""
+                pending = self._input.read(_CHUNK) if needed else b""
                 if needed and not pending:
                     return b""
                 chunk: bytes = decoder.decompress(pending, max_length=want)
