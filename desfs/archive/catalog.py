@@ -14,14 +14,15 @@ without another LIST.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import trio
 from cachetools import LRUCache
 
+from desfs.archive.stale import StaleIfError
 from desfs.cache.singleflight import SingleFlight
-from desfs.errors import NotFound, UsageError
+from desfs.errors import NotFound, StorageError, UsageError
 from desfs.namespace.layout import (
     ContainerName,
     Layout,
@@ -85,7 +86,7 @@ class Catalog:
         storage: AsyncStorage,
         layout: LayoutSettings,
         cache: CacheSettings,
-        clock: Callable[[], float] = trio.current_time,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._storage = storage
         self._forced = _forced_layout(layout.layout)
@@ -96,6 +97,7 @@ class Catalog:
         # days only, so a walk over years of days stays bounded.
         self._days: LRUCache[str, tuple[float, DayListing]] = LRUCache(maxsize=DAYS_KEPT)
         self._flights: SingleFlight[str, object] = SingleFlight()
+        self._stale = StaleIfError(storage.describe(), self._ttl, clock)
 
     async def days(self) -> tuple[str, ...]:
         root = await self._root_view()
@@ -108,18 +110,40 @@ class Catalog:
         root = await self._root_view()
         if day not in root.days:
             raise NotFound(f"no day {day!r} in {self._storage.describe()}")
-        listing = await self._flights.run(f"day:{day}", lambda: self._list_day(root, day))
+        try:
+            listing = await self._flights.run(f"day:{day}", lambda: self._list_day(root, day))
+        except StorageError as exc:
+            if cached is None or not self._stale.usable(exc):
+                raise
+            self._days[day] = (self._stale.retry_at(), cached[1])
+            self._stale.served(exc, f"day {day}")
+            return cached[1]
+        self._stale.answered()
         assert isinstance(listing, DayListing)
         return listing
+
+    @property
+    def stale_served(self) -> int:
+        """Listings served past their TTL because the store did not answer."""
+        return self._stale.count
 
     def invalidate_day(self, day: str) -> None:
         """Forget a day's listing (one of its containers was replaced)."""
         self._days.pop(day, None)
 
     async def _root_view(self) -> _RootView:
-        if self._root is not None and self._root.expires > self._clock():
-            return self._root
-        view = await self._flights.run("root", self._list_root)
+        old = self._root
+        if old is not None and old.expires > self._clock():
+            return old
+        try:
+            view = await self._flights.run("root", self._list_root)
+        except StorageError as exc:
+            if old is None or not self._stale.usable(exc):
+                raise
+            old.expires = self._stale.retry_at()
+            self._stale.served(exc, "the root")
+            return old
+        self._stale.answered()
         assert isinstance(view, _RootView)
         return view
 

@@ -11,6 +11,7 @@ fetched again on every `ls`; a store that did not answer is asked again at the n
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -32,6 +33,7 @@ from desfs.errors import (
 )
 from desfs.format.container import open_container
 from desfs.format.model import ContainerIndex, Format, NeedBytes
+from desfs.format.table import EntryTable
 from desfs.namespace.tombstones import tombstoned_uids
 from desfs.namespace.tree import ShardTree, build_tree
 from desfs.settings.sections import CacheSettings, LayoutSettings
@@ -42,10 +44,7 @@ log = logging.getLogger(__name__)
 
 HEAD_BYTES = 16
 MAX_REMEMBERED = 65536  # failed opens and stale records kept in memory at most
-# Bytes of Python objects per parsed entry besides its name (held twice: the entry's bytes
-# and the tree's str) and its meta; tracemalloc measured 330-350 on DESHEAD1 and DES2
-# containers of 5,000-20,000 entries, flat and nested names, with and without meta.
-ENTRY_OVERHEAD = 384
+CONTAINER_OVERHEAD = 4096  # the objects every container has, whatever its size
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -67,11 +66,11 @@ class Container:
         return self.index.size - len(self.tail)
 
     def memory_estimate(self) -> int:
-        """Bytes this container keeps alive; the index cache's budget counts these."""
+        """Bytes this container keeps alive; the index cache's budget counts these: the
+        index bytes, the entry table and the tree (a few bytes per entry each)."""
         entries = self.index.entries
-        names = sum(len(e.name) for e in entries)
-        metas = sum(len(e.meta) for e in entries)
-        return len(self.tail) + ENTRY_OVERHEAD * len(entries) + 2 * names + metas
+        table = entries.table_bytes if isinstance(entries, EntryTable) else 64 * len(entries)
+        return CONTAINER_OVERHEAD + len(self.tail) + table + self.tree.memory()
 
 
 class ContainerLoader:
@@ -82,7 +81,7 @@ class ContainerLoader:
         storage: AsyncStorage,
         cache: CacheSettings,
         layout: LayoutSettings,
-        clock: Callable[[], float] = trio.current_time,
+        clock: Callable[[], float] = time.monotonic,
         store: IndexStore | None = None,
     ) -> None:
         self._storage = storage

@@ -42,6 +42,7 @@ class EngineStats:
     delivered_bytes: int  # logical bytes handed to readers
     containers_open: int
     index_store: IndexStoreStats | None
+    stale_listings: int  # listings served past their TTL while the store was away
 
 
 class Archive:
@@ -194,6 +195,7 @@ class Archive:
             delivered_bytes=reader.delivered_bytes,
             containers_open=len(self._loader.opened()),
             index_store=None if store is None else store.statistics(),
+            stale_listings=self._catalog.stale_served,
         )
 
 

@@ -18,6 +18,7 @@ Every fetch goes through single flight, so concurrent readers of the same bytes 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import trio
@@ -312,7 +313,11 @@ class EntryReader:
         return data
 
 
-def _successors(container: Container, entry: Entry) -> list[Entry]:
+def _successors(container: Container, entry: Entry) -> Iterator[Entry]:
+    """The inline entries after `entry` in index order, built one at a time as the run
+    planner asks for them (it stops at the first that does not join the run)."""
     entries = container.index.entries
-    following = entries[entry.position + 1 : entry.position + 1 + RUN_LOOKAHEAD]
-    return [e for e in following if e.external is None]
+    for position in range(entry.position + 1, min(len(entries), entry.position + RUN_LOOKAHEAD)):
+        following = entries[position]
+        if following.external is None:
+            yield following

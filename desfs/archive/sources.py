@@ -13,6 +13,7 @@ from desfs.settings.sections import ArchiveSettings, S3Settings
 from desfs.storage.aio import AsyncStorage
 from desfs.storage.base import Storage
 from desfs.storage.local import LocalStorage
+from desfs.storage.local_list import local_etag
 from desfs.storage.open import open_storage
 
 LOCAL_CONCURRENCY = 8
@@ -30,8 +31,9 @@ def open_archive(source: str, settings: ArchiveSettings, s3: S3Settings) -> Arch
     if not source.startswith("s3://") and path.is_file():
         return _single_file(path, settings)
     storage: Storage = open_storage(source, s3)
-    limit = s3.max_connections if source.startswith("s3://") else LOCAL_CONCURRENCY
-    return Archive(AsyncStorage(storage, limit), settings)
+    if source.startswith("s3://"):
+        return Archive(AsyncStorage(storage, s3.max_connections, s3.request_deadline), settings)
+    return Archive(AsyncStorage(storage, LOCAL_CONCURRENCY), settings)
 
 
 def _single_file(path: Path, settings: ArchiveSettings) -> Archive:
@@ -41,5 +43,5 @@ def _single_file(path: Path, settings: ArchiveSettings) -> Archive:
     info = os.stat(path)
     key = path.name
     name = ContainerName(key=key, day="", shard=path.stem, layout=Layout.DATAVISION)
-    ref = ContainerRef(name, info.st_size, f"{info.st_size}-{info.st_mtime_ns}", info.st_mtime)
+    ref = ContainerRef(name, info.st_size, local_etag(info), info.st_mtime)
     return Archive(AsyncStorage(storage, LOCAL_CONCURRENCY), settings, ref)

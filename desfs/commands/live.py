@@ -4,42 +4,83 @@ Both go through the mount itself, as any program would: `status` reads the root'
 `user.des.stats` xattr; `warm` walks a day (or shard) directory so the daemon loads every
 index, and with `--data` reads every file in directory order, so the daemon's coalesced
 prefetch fills its caches and the kernel's page cache (kept across opens).
+
+A stopped or wedged daemon makes every call into its mount wait. So each call runs in a
+daemon thread with a deadline: past it, the tool says the mount does not answer and
+exits (code 7) instead of hanging with it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import sys
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
-from desfs.errors import NotFound, UsageError
+from desfs.errors import MountError, NotFound, UsageError
 
 STATS_XATTR = "user.des.stats"
 READ_CHUNK = 1024 * 1024
+ANSWER_SECONDS = 10.0  # how long one call into the mount may take before we give up
+T = TypeVar("T")
+
+
+class NoAnswer(MountError):
+    """The mount's daemon did not answer in time (stopped, or wedged)."""
+
+
+def bounded(call: Callable[[], T], what: str, seconds: float = ANSWER_SECONDS) -> T:
+    """`call()`, or NoAnswer after `seconds`; the thread stays blocked in the kernel, but
+    as a daemon thread it does not keep the process alive."""
+    box: queue.Queue[tuple[bool, object]] = queue.Queue(maxsize=1)
+
+    def run() -> None:
+        try:
+            box.put((True, call()))
+        except BaseException as exc:
+            box.put((False, exc))
+
+    threading.Thread(target=run, daemon=True).start()
+    try:
+        ok, value = box.get(timeout=seconds)
+    except queue.Empty:
+        raise NoAnswer(
+            f"{what}: no answer within {seconds:g} s; is its daemon stopped (SIGSTOP) "
+            "or stuck? (`desfs status` of the mount, the daemon's log)"
+        ) from None
+    if ok:
+        return value  # type: ignore[return-value]
+    assert isinstance(value, BaseException)
+    raise value
 
 
 def mount_root(path: Path) -> Path:
-    """The desfs mountpoint that holds `path`."""
-    current = path.resolve()
-    while not os.path.ismount(current):
+    """The desfs mountpoint that holds `path` (absolute)."""
+    given = path
+    current = Path(os.path.abspath(path))
+    while not bounded(partial(os.path.ismount, current), f"{current}"):
         if current.parent == current:
-            raise UsageError(f"{path} is not inside a mount")
+            raise UsageError(f"{given} is not inside a desfs mount")
         current = current.parent
     try:
-        os.getxattr(current, STATS_XATTR)
+        bounded(lambda: os.getxattr(current, STATS_XATTR), f"the mount at {current}")
     except OSError:
-        raise UsageError(f"{current} is not a desfs mount") from None
+        raise UsageError(
+            f"{given} is not inside a desfs mount ({current} is another filesystem)"
+        ) from None
     return current
 
 
 def read_stats(mountpoint: Path) -> dict[str, object]:
     root = mount_root(mountpoint)
-    found: dict[str, object] = json.loads(os.getxattr(root, STATS_XATTR))
+    raw = bounded(lambda: os.getxattr(root, STATS_XATTR), f"the mount at {root}")
+    found: dict[str, object] = json.loads(raw)
     return found
 
 
@@ -68,25 +109,47 @@ class WarmProgress:
 
 
 def warm(path: Path, data: bool, jobs: int, out: TextIO = sys.stderr) -> WarmProgress:
-    mount_root(path)
-    if not path.is_dir():
+    path = Path(os.path.abspath(path))
+    root = mount_root(path)
+    if not bounded(path.is_dir, f"{path}"):
         raise NotFound(f"{path} is not a directory")
-    shards = sorted(p for p in path.iterdir() if p.is_dir()) if _is_day(path) else [path]
+    is_day = path.parent == root and _looks_like_day(path.name)
+    shards = bounded(lambda: sorted(p for p in path.iterdir() if p.is_dir()), f"{path}")
+    shards = shards if is_day else [path]
     progress = WarmProgress(shards=len(shards))
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for done in pool.map(lambda shard: _warm_shard(shard, data), shards):
-            progress.shards_done += 1
-            progress.files += done.files
-            progress.bytes += done.bytes
-            progress.errors += done.errors
-            _show(progress, out)
+    work: queue.Queue[Path] = queue.Queue()
+    for shard in shards:
+        work.put(shard)
+    done: queue.Queue[WarmProgress] = queue.Queue()
+    for _ in range(max(1, min(jobs, len(shards)))):
+        threading.Thread(target=_worker, args=(work, done, data), daemon=True).start()
+    while progress.shards_done < len(shards):
+        try:
+            # A shard that makes no progress for this long means a daemon that stopped.
+            one = done.get(timeout=ANSWER_SECONDS * 6)
+        except queue.Empty:
+            raise NoAnswer(f"warm {path}: the mount at {root} stopped answering") from None
+        progress.shards_done += 1
+        progress.files += one.files
+        progress.bytes += one.bytes
+        progress.errors += one.errors
+        _show(progress, out)
     if out.isatty():
         out.write("\n")
     return progress
 
 
-def _is_day(path: Path) -> bool:
-    return len(path.name) == 10 and path.name[4] == "-" and path.parent == mount_root(path)
+def _looks_like_day(name: str) -> bool:
+    return len(name) == 10 and name[4] == "-" and name[7] == "-"
+
+
+def _worker(work: queue.Queue[Path], done: queue.Queue[WarmProgress], data: bool) -> None:
+    while True:
+        try:
+            shard = work.get_nowait()
+        except queue.Empty:
+            return
+        done.put(_warm_shard(shard, data))
 
 
 def _warm_shard(shard: Path, data: bool) -> WarmProgress:

@@ -49,7 +49,13 @@ class MetricsExporter(Collector):
         self.registry.register(self)
 
     def start(self) -> None:
-        start_http_server(self._port, addr=self._address, registry=self.registry)
+        try:
+            start_http_server(self._port, addr=self._address, registry=self.registry)
+        except OSError as exc:
+            raise UsageError(
+                f"--metrics-port: cannot listen on {self._address}:{self._port} "
+                f"({exc.strerror or exc}); choose another port (metrics.port)"
+            ) from None
         log.info("metrics on http://%s:%d/metrics", self._address, self._port)
 
     def publish(self, snapshot: Snapshot) -> None:
@@ -72,6 +78,11 @@ class MetricsExporter(Collector):
         )
         yield _counter("desfs_read_bytes", "Bytes delivered to readers", engine.delivered_bytes)
         yield _gauge("desfs_containers_open", "Container indices in memory", engine.containers_open)
+        yield _counter(
+            "desfs_stale_listings",
+            "Listings served past their TTL while the store did not answer",
+            engine.stale_listings,
+        )
         yield _gauge("desfs_inodes", "Inodes the kernel holds", found.inodes)
 
 

@@ -17,6 +17,8 @@ import sys
 import time
 from typing import TextIO
 
+import trio
+
 from desfs import logs
 from desfs.archive.sources import open_archive
 from desfs.errors import DesfsError, ExitCode, MountError
@@ -74,6 +76,9 @@ def _serve_foreground(args: argparse.Namespace, settings: Settings) -> int:
         archive = open_archive(settings.source, settings.archive, settings.s3)
         ops, target, tasks = build_operations(settings, archive)
         check_mountpoint(target)
+        # The one question the mount needs anyway: a missing bucket, a dead endpoint or
+        # refused credentials fail here, with the store's reason, instead of after "ok".
+        trio.run(archive.days)
         serve(ops, target, report.ready, tasks)
     except DesfsError as exc:
         report.failed(exc.exit_code, str(exc))

@@ -73,6 +73,7 @@ def status_document(now: Snapshot, uptime: float) -> dict[str, object]:
         "inodes": now.inodes,
         "read_bytes": engine.delivered_bytes,
         "prefetch_bytes": engine.prefetch_bytes,
+        "stale_listings": engine.stale_listings,
     }
     for name, cache in engine.caches.items():
         found[f"cache_{name}"] = {

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 import struct
+from array import array
 from dataclasses import dataclass
 
 from desfs.errors import EntryError, FormatError
 from desfs.format.codecs import decode_meta
 from desfs.format.model import Codec, ContainerIndex, Entry, External, Format
+from desfs.format.table import EntryTable, compact, offsets
 
 HEAD_MAGIC = b"DES2"
 FOOT_MAGIC = b"DESI"
@@ -37,6 +39,7 @@ _U32 = struct.Struct("<I")
 # flags, offset, length, codec, compressed_size, uncompressed_size, meta_len
 _V2_INLINE = struct.Struct("<BQQBQQI")
 _BIG_TAIL = struct.Struct("<QI")  # bigfile_size, meta_len
+_META_LEN = struct.Struct("<I")  # the last field of an inline entry, 34 bytes after the name
 _V1_CODEC = struct.Struct("<QQBQQ")
 _V1_NOCODEC = struct.Struct("<QQ")
 _SHA256_HEX = re.compile(rb"[0-9a-f]{64}")
@@ -91,9 +94,21 @@ def parse_index(
     span = _Span(buf, base, start + 4, size - FOOTER_SIZE - base, index_offset)
     variant = None
     if version == 2:
-        entries = _parse_v2(span, count)
+        starts = _scan_v2(span, count)
+
+        def decode(data: bytes, at: int, position: int) -> Entry:
+            parsed = _v2_entry(span, at, position)
+            assert parsed is not None  # the scan proved every entry fits
+            return parsed[0]
+
     else:
-        entries, variant = _parse_v1(span, count)
+        starts, variant, layout = _scan_v1(span, count)
+
+        def decode(data: bytes, at: int, position: int) -> Entry:
+            name_end = at + 2 + _U16.unpack_from(data, at)[0]
+            fields = layout.unpack_from(data, name_end)
+            return _v1_entry(data[at + 2 : name_end], position, fields, span.data_end)
+
     return ContainerIndex(
         format=Format.DES2,
         version=version,
@@ -101,7 +116,7 @@ def parse_index(
         data_start=HEADER_SIZE,
         data_end=index_offset,
         index_start=index_offset,
-        entries=tuple(entries),
+        entries=EntryTable(buf, compact(starts), decode),
         variant=variant,
     )
 
@@ -120,29 +135,52 @@ class _Span:
         return count * min_entry <= self.end - self.start
 
 
-def _parse_v2(span: _Span, count: int) -> list[Entry]:
+def _scan_v2(span: _Span, count: int) -> array[int]:
     if not span.fits(count, V2_MIN_ENTRY):
         raise FormatError(
             f"DES2 index at offset {span.start - 4 + span.base}: entry_count {count} needs "
             f"at least {count * V2_MIN_ENTRY} bytes, the index has {span.end - span.start}"
         )
-    entries: list[Entry] = []
+    starts = offsets()
     pos = span.start
     for position in range(count):
-        parsed = _v2_entry(span, pos, position)
-        if parsed is None:
+        after = _v2_next(span, pos)
+        if after is None:
             raise FormatError(
                 f"DES2 index entry {position} at offset {pos + span.base} runs past the "
                 f"index end {span.end + span.base}"
             )
-        entry, pos = parsed
-        entries.append(entry)
+        starts.append(pos)
+        pos = after
     if pos != span.end:
         raise FormatError(
             f"DES2 index: {span.end - pos} trailing bytes at offset {pos + span.base} "
             f"after {count} entries"
         )
-    return entries
+    return starts
+
+
+def _v2_next(span: _Span, pos: int) -> int | None:
+    """Where the entry at `pos` ends; None when it runs past the index."""
+    buf, end = span.buf, span.end
+    if end - pos < 3:
+        return None
+    name_end = pos + 2 + _U16.unpack_from(buf, pos)[0]
+    if name_end >= end:
+        return None
+    if buf[name_end] & FLAG_BIGFILE:
+        hash_at = name_end + 1
+        if hash_at + 2 > end:
+            return None
+        hash_end = hash_at + 2 + _U16.unpack_from(buf, hash_at)[0]
+        if hash_end + _BIG_TAIL.size > end:
+            return None
+        after = hash_end + _BIG_TAIL.size + _BIG_TAIL.unpack_from(buf, hash_end)[1]
+    else:
+        if name_end + _V2_INLINE.size > end:
+            return None
+        after = name_end + _V2_INLINE.size + _META_LEN.unpack_from(buf, name_end + 34)[0]
+    return after if after <= end else None
 
 
 def _v2_entry(span: _Span, pos: int, position: int) -> tuple[Entry, int] | None:
@@ -234,28 +272,28 @@ def _meta_error(meta: bytes) -> str | None:
     return None
 
 
-def _parse_v1(span: _Span, count: int) -> tuple[list[Entry], str]:
+def _scan_v1(span: _Span, count: int) -> tuple[array[int], str, struct.Struct]:
     """Try the "codec" layout, then "nocodec"; keep the one that fits the index exactly."""
     for variant, layout, min_entry in (
         ("codec", _V1_CODEC, V1_CODEC_MIN_ENTRY),
         ("nocodec", _V1_NOCODEC, V1_NOCODEC_MIN_ENTRY),
     ):
         if span.fits(count, min_entry):
-            entries = _v1_entries(span, count, layout)
-            if entries is not None:
-                return entries, variant
+            starts = _v1_starts(span, count, layout)
+            if starts is not None:
+                return starts, variant, layout
     raise FormatError(
         f"DES2 v1 index at offset {span.start - 4 + span.base} with entry_count {count} "
         f"fits neither the codec nor the nocodec layout in {span.end - span.start + 4} bytes"
     )
 
 
-def _v1_entries(span: _Span, count: int, layout: struct.Struct) -> list[Entry] | None:
-    """The entries in `layout`, or None unless it fits exactly with in-range payloads."""
+def _v1_starts(span: _Span, count: int, layout: struct.Struct) -> array[int] | None:
+    """The entry starts in `layout`, or None unless it fits exactly with in-range payloads."""
     buf, end, data_end = span.buf, span.end, span.data_end
-    entries: list[Entry] = []
+    starts = offsets()
     pos = span.start
-    for position in range(count):
+    for _ in range(count):
         if end - pos < 2:
             return None
         name_end = pos + 2 + _U16.unpack_from(buf, pos)[0]
@@ -264,9 +302,9 @@ def _v1_entries(span: _Span, count: int, layout: struct.Struct) -> list[Entry] |
         fields = layout.unpack_from(buf, name_end)
         if not HEADER_SIZE <= fields[0] <= data_end - fields[1]:
             return None
-        entries.append(_v1_entry(buf[pos + 2 : name_end], position, fields, data_end))
+        starts.append(pos)
         pos = name_end + layout.size
-    return entries if pos == end else None
+    return starts if pos == end else None
 
 
 def _v1_entry(name: bytes, position: int, fields: tuple[int, ...], data_end: int) -> Entry:

@@ -7,11 +7,13 @@ payload range) becomes that entry's `error` and the rest of the container stays 
 from __future__ import annotations
 
 import struct
+from array import array
 from dataclasses import dataclass
 
 from desfs.errors import EntryError, FormatError
 from desfs.format.codecs import decode_meta
 from desfs.format.model import Codec, ContainerIndex, Entry, External, Format
+from desfs.format.table import EntryTable, compact, offsets
 
 HEAD_MAGIC = b"DESHEAD1"
 FOOT_MAGIC = b"DESFOOT1"
@@ -33,6 +35,7 @@ MAX_ENTRY_SIZE = 2**63 - 1
 _FOOTER = struct.Struct("<8sB7s7Q")
 _NAME_LEN = struct.Struct("<H")
 _FIXED = struct.Struct("<QQQQI")
+_FLAGS = struct.Struct("<I")  # the last field of an entry, 32 bytes after its name
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +111,15 @@ def _check_regions(f: Footer, footer_at: int) -> None:
 def parse_index(footer: Footer, size: int, buf: bytes, base: int) -> ContainerIndex:
     """Parse META and INDEX from `buf`, which holds the object's bytes from `base` on.
 
-    `base` must be at most `footer.meta_start` and `buf` must reach the footer.
+    `base` must be at most `footer.meta_start` and `buf` must reach the footer. Only the
+    entry boundaries are read now; each entry is built (and checked) when asked for.
     """
-    entries = _parse_entries(footer, buf, base)
+    starts = _scan_entries(footer, buf, base)
+    regions = _Regions.of(footer)
+
+    def decode(data: bytes, start: int, position: int) -> Entry:
+        return _decode(data, start, position, regions, base)
+
     return ContainerIndex(
         format=Format.DESHEAD1,
         version=VERSION,
@@ -118,17 +127,15 @@ def parse_index(footer: Footer, size: int, buf: bytes, base: int) -> ContainerIn
         data_start=footer.data_start,
         data_end=footer.meta_start,
         index_start=footer.meta_start,
-        entries=tuple(entries),
+        entries=EntryTable(buf, compact(starts), decode, _deleted),
     )
 
 
-def _parse_entries(footer: Footer, buf: bytes, base: int) -> list[Entry]:
-    regions = _Regions.of(footer)
+def _scan_entries(footer: Footer, buf: bytes, base: int) -> array[int]:
     pos = footer.index_start - base
     end = pos + footer.index_length
-    entries: list[Entry] = []
+    starts = offsets()
     unpack_len = _NAME_LEN.unpack_from
-    unpack_fixed = _FIXED.unpack_from
     fixed_size = _FIXED.size
     while pos < end:
         # The footer follows the index in `buf`, so this u16 read stays in bounds even
@@ -136,18 +143,28 @@ def _parse_entries(footer: Footer, buf: bytes, base: int) -> list[Entry]:
         name_end = pos + 2 + unpack_len(buf, pos)[0]
         if name_end + fixed_size > end:
             raise FormatError(
-                f"DESHEAD1 index entry {len(entries)} at offset {pos + base} runs past the "
+                f"DESHEAD1 index entry {len(starts)} at offset {pos + base} runs past the "
                 f"index end {end + base}"
             )
-        fields = unpack_fixed(buf, name_end)
-        entries.append(_entry(len(entries), buf[pos + 2 : name_end], fields, regions, buf, base))
+        starts.append(pos)
         pos = name_end + fixed_size
-    if len(entries) != footer.file_count:
+    if len(starts) != footer.file_count:
         raise FormatError(
-            f"DESHEAD1 index at offset {footer.index_start}: holds {len(entries)} entries, "
+            f"DESHEAD1 index at offset {footer.index_start}: holds {len(starts)} entries, "
             f"footer file_count says {footer.file_count}"
         )
-    return entries
+    return starts
+
+
+def _deleted(buf: bytes, start: int) -> bool:
+    name_end = start + 2 + _NAME_LEN.unpack_from(buf, start)[0]
+    return bool(_FLAGS.unpack_from(buf, name_end + 32)[0] & FLAG_DELETED)
+
+
+def _decode(buf: bytes, start: int, position: int, regions: _Regions, base: int) -> Entry:
+    name_end = start + 2 + _NAME_LEN.unpack_from(buf, start)[0]
+    fields = _FIXED.unpack_from(buf, name_end)
+    return _entry(position, buf[start + 2 : name_end], fields, regions, buf, base)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ format modules) turn bytes into them and never do I/O.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 
@@ -74,7 +75,7 @@ class ContainerIndex:
     data_start: int
     data_end: int
     index_start: int
-    entries: tuple[Entry, ...]
+    entries: Sequence[Entry]  # built on access from the index bytes (format.table)
     variant: str | None = None
 
 

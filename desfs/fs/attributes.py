@@ -144,7 +144,7 @@ def shard_xattrs(container: Container) -> dict[str, bytes]:
         "user.des.version": str(index.version).encode(),
         "user.des.size": str(index.size).encode(),
         "user.des.entries": str(len(index.entries)).encode(),
-        "user.des.hidden": str(len(container.tree.hidden)).encode(),
+        "user.des.hidden": str(container.tree.hidden_count).encode(),
     }
 
 

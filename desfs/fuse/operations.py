@@ -25,6 +25,10 @@ from desfs.fuse.release import EntryReleaser
 
 log = logging.getLogger(__name__)
 
+# Operator attributes name the source (bucket, endpoint, path) and its traffic; with
+# allow_other only root, the daemon's user and the mount's owner may read them.
+OPERATOR_XATTRS = frozenset({"user.des.stats"})
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -128,6 +132,7 @@ class FuseOperations(pyfuse3.Operations):
         self._fs = fs
         self._uid = uid
         self._gid = gid
+        self._daemon_uid = os.getuid()
         self.requests = Requests()
         self.releaser = EntryReleaser(fs)
 
@@ -209,13 +214,23 @@ class FuseOperations(pyfuse3.Operations):
     async def getxattr(
         self, inode: pyfuse3.InodeT, name: pyfuse3.XAttrNameT, ctx: pyfuse3.RequestContext
     ) -> bytes:
-        return await self._fs.getxattr(inode, _name(name))
+        text = _name(name)
+        if text in OPERATOR_XATTRS and not self._is_operator(ctx.uid):
+            raise pyfuse3.FUSEError(errno.EACCES)
+        return await self._fs.getxattr(inode, text)
 
     @_boundary
     async def listxattr(
         self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext
     ) -> Sequence[pyfuse3.XAttrNameT]:
-        return [pyfuse3.XAttrNameT(os.fsencode(n)) for n in await self._fs.listxattr(inode)]
+        names = await self._fs.listxattr(inode)
+        if not self._is_operator(ctx.uid):
+            names = [n for n in names if n not in OPERATOR_XATTRS]
+        return [pyfuse3.XAttrNameT(os.fsencode(n)) for n in names]
+
+    def _is_operator(self, uid: int) -> bool:
+        """Root, the user who runs the daemon, and the owner the mount shows."""
+        return uid in (0, self._daemon_uid, self._uid)
 
     @_boundary
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:

@@ -127,6 +127,7 @@ KEYS: tuple[Key, ...] = (
     _k("s3.connect_timeout", _TIMEOUT, "--connect-timeout", "seconds per connection"),
     _k("s3.read_timeout", _TIMEOUT, "--read-timeout", "seconds per wait for data"),
     _k("s3.max_attempts", Integer(1, 100), "--max-attempts", "tries per request"),
+    _k("s3.request_deadline", _TIMEOUT, "--request-deadline", "seconds per call, all tries"),
     _k("s3.backoff_base", Seconds(0, 300), "--backoff-base", "first retry pause"),
     _k("s3.backoff_cap", Seconds(0, 300), "--backoff-cap", "longest retry pause"),
     _k("s3.max_connections", Integer(1, 1024), "--max-connections", "parallel requests"),

@@ -102,6 +102,9 @@ class S3Settings:
     connect_timeout: float = 5.0
     read_timeout: float = 15.0
     max_attempts: int = 5
+    # The longest one storage call may take, all attempts together: a stalled store gives
+    # EIO after this, whatever the per-attempt timeouts add up to.
+    request_deadline: float = 30.0
     backoff_base: float = 0.1
     backoff_cap: float = 5.0
     # Sizes the HTTP connection pool AND the async adapter's thread limiter, so no worker
@@ -116,7 +119,7 @@ class S3Settings:
             )
         if self.prefix and not self.prefix.endswith("/"):
             raise UsageError(f"s3 prefix {self.prefix!r} must be empty or end with '/'")
-        for name in ("connect_timeout", "read_timeout"):
+        for name in ("connect_timeout", "read_timeout", "request_deadline"):
             _require(name, getattr(self, name), getattr(self, name) > 0, "a number > 0")
         for name in ("backoff_base", "backoff_cap"):
             _require(name, getattr(self, name), getattr(self, name) >= 0, "a number >= 0")
@@ -133,7 +136,7 @@ class S3Settings:
         spend its connect and read timeout, and every pause its backoff cap. (The read
         timeout bounds each wait for data; desfs only asks for bounded ranges.)"""
         per_attempt = self.connect_timeout + self.read_timeout + self.backoff_cap
-        return self.max_attempts * per_attempt
+        return min(self.request_deadline, self.max_attempts * per_attempt)
 
 
 def _require(name: str, value: object, ok: bool, expected: str) -> None:

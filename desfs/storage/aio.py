@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import trio
 
-from desfs.errors import UsageError
+from desfs.errors import StorageTimeout, UsageError
 from desfs.storage.base import Blob, ListPage, Storage
 from desfs.storage.counters import RequestCounters
 
@@ -24,11 +24,17 @@ T = TypeVar("T")
 class AsyncStorage:
     """Async facade over a synchronous Storage, with bounded concurrency."""
 
-    def __init__(self, storage: Storage, max_concurrency: int) -> None:
+    def __init__(
+        self, storage: Storage, max_concurrency: int, deadline: float | None = None
+    ) -> None:
+        """`deadline`: seconds one call may take in all (waiting for a thread, every
+        attempt and pause included) before it fails with StorageTimeout; None: no bound
+        beyond the backend's own timeouts."""
         if max_concurrency < 1:
             raise UsageError(f"storage concurrency must be at least 1, got {max_concurrency}")
         self.storage = storage
         self.limiter = trio.CapacityLimiter(max_concurrency)
+        self._deadline = deadline
 
     @property
     def counters(self) -> RequestCounters:
@@ -64,4 +70,11 @@ class AsyncStorage:
             token = page.next_token
 
     async def _run(self, call: Callable[[], T]) -> T:
-        return await trio.to_thread.run_sync(call, limiter=self.limiter, abandon_on_cancel=True)
+        if self._deadline is None:
+            return await trio.to_thread.run_sync(call, limiter=self.limiter, abandon_on_cancel=True)
+        with trio.move_on_after(self._deadline):
+            return await trio.to_thread.run_sync(call, limiter=self.limiter, abandon_on_cancel=True)
+        # The thread is abandoned: it ends by its own timeouts and then frees its token.
+        raise StorageTimeout(
+            f"{self.describe()}: no answer within {self._deadline:g} s (s3.request_deadline)"
+        )

@@ -20,7 +20,7 @@ from typing import TypeVar
 from desfs.errors import ObjectChanged, ObjectMissing, StorageError, UsageError
 from desfs.storage.base import Blob, ListPage
 from desfs.storage.counters import RequestCounters, RequestKind
-from desfs.storage.local_list import list_dir_page
+from desfs.storage.local_list import list_dir_page, local_etag
 
 T = TypeVar("T")
 
@@ -97,7 +97,7 @@ class LocalStorage:
         fd = self._open(key)
         try:
             st = os.fstat(fd)
-            current = _etag(st)
+            current = local_etag(st)
             if etag is not None and etag != current:
                 raise ObjectChanged(
                     f"{self.describe()}: {key!r} changed (ETag {current}, expected {etag})"
@@ -119,7 +119,7 @@ class LocalStorage:
             size = st.st_size
             start = 0 if suffix is None else max(0, size - suffix)
             data = _pread_exact(fd, size - start, start)
-            return Blob(data, size, _etag(st), st.st_mtime_ns / 1e9)
+            return Blob(data, size, local_etag(st), st.st_mtime_ns / 1e9)
         finally:
             os.close(fd)
 
@@ -155,10 +155,6 @@ def is_plain_key(key: str) -> bool:
     if not key or "\0" in key or key.startswith("/"):
         return False
     return all(part not in ("", ".", "..") for part in key.split("/"))
-
-
-def _etag(st: os.stat_result) -> str:
-    return f"{st.st_size}-{st.st_mtime_ns}"
 
 
 def _blob_len(blob: Blob) -> int:

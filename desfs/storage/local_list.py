@@ -188,7 +188,14 @@ def _object_info(root: Path, key: str, path: str) -> ObjectInfo | None:
     st = _file_stat(root, path)
     if st is None:
         return None
-    return ObjectInfo(key, st.st_size, f"{st.st_size}-{st.st_mtime_ns}", st.st_mtime_ns / 1e9)
+    return ObjectInfo(key, st.st_size, local_etag(st), st.st_mtime_ns / 1e9)
+
+
+def local_etag(st: os.stat_result) -> str:
+    """A local file's identity. Size and mtime alone miss a file rewritten in place with
+    its size and mtime kept (`rsync --inplace -t`, `cp -p`, coarse clocks); the change
+    time and inode number cannot be set back by a writer."""
+    return f"{st.st_size}-{st.st_mtime_ns}-{st.st_ctime_ns}-{st.st_ino}"
 
 
 def _file_stat(root: Path, path: str) -> os.stat_result | None:

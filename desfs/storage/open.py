@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from desfs.errors import UsageError
+from desfs.errors import NotFound, UsageError
 from desfs.settings.sections import S3Settings
 from desfs.storage.base import Storage
 from desfs.storage.local import LocalStorage
@@ -30,4 +30,4 @@ def open_storage(source: str, s3: S3Settings | None) -> Storage:
         return LocalStorage(path)
     if path.exists():
         raise UsageError(f"source {source!r} is not a directory (expected a directory or s3://)")
-    raise UsageError(f"source {source!r} does not exist (expected a directory or s3://BUCKET)")
+    raise NotFound(f"source {source!r} does not exist (expected a directory or s3://BUCKET)")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from desfs.errors import ObjectMissing, UsageError
+from desfs.errors import ObjectChanged, ObjectMissing, UsageError
 from desfs.storage.local import LocalStorage
 
 
@@ -116,5 +116,20 @@ def test_if_match_uses_size_and_mtime(tree: Path) -> None:
     storage = LocalStorage(tree)
     blob = storage.read_suffix("day/a.des", 2)
     st = (tree / "day" / "a.des").stat()
-    assert blob.etag == f"{st.st_size}-{st.st_mtime_ns}"
+    assert blob.etag == f"{st.st_size}-{st.st_mtime_ns}-{st.st_ctime_ns}-{st.st_ino}"
     assert storage.read_range("day/a.des", 1, 3, blob.etag) == b"AA"
+
+
+def test_a_rewrite_in_place_with_size_and_mtime_kept_is_a_change(tree: Path) -> None:
+    """`rsync --inplace -t` or `cp -p` over a container: same size, same mtime, new bytes."""
+    storage = LocalStorage(tree)
+    path = tree / "day" / "a.des"
+    blob = storage.read_suffix("day/a.des", 2)
+    before = path.stat()
+    with open(path, "r+b") as out:
+        out.write(b"Z" * before.st_size)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size
+    assert path.stat().st_mtime_ns == before.st_mtime_ns
+    with pytest.raises(ObjectChanged):
+        storage.read_range("day/a.des", 1, 3, blob.etag)

@@ -166,6 +166,23 @@ def test_allow_other_lets_others_read_but_never_write(shared_dir: Path) -> None:
         assert (shard / "hello.txt").read_bytes() == FILES["hello.txt"]
 
 
+def test_with_allow_other_only_operators_read_the_operator_attributes(shared_dir: Path) -> None:
+    """user.des.stats names the source and its traffic: other users get EACCES and do not
+    see it listed; the mounting user and root do; file metadata stays readable to all."""
+    other = as_other_user()
+    src = write_source(shared_dir)
+    mnt = shared_dir / "mnt"
+    with Mounted(str(src), mnt, shared_dir / "daemon.log", ["--allow-other"]):
+        denied = run(*other, "getfattr", "-n", "user.des.stats", str(mnt))
+        assert denied.returncode != 0 and b"Permission denied" in denied.stderr, denied
+        listed = run(*other, "getfattr", "-d", "-m", "-", str(mnt))
+        assert b"user.des.stats" not in listed.stdout
+        mine = run("getfattr", "-n", "user.des.stats", str(mnt))
+        assert mine.returncode == 0 and b"store" in mine.stdout
+        meta = run(*other, "getfattr", "-n", "user.des.container", str(mnt / DAY / "s1"))
+        assert meta.returncode == 0, meta.stderr
+
+
 def test_allow_other_still_honours_the_mode_bits(shared_dir: Path) -> None:
     """The kernel checks permissions (default_permissions): --umask 077 keeps others out."""
     other = as_other_user()

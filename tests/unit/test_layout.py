@@ -25,7 +25,7 @@ from desfs.namespace.layout import (
     parse_flat_key,
 )
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "upstream"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "upstream"
 CASES = sorted(FIXTURES.glob("*/*/manifest.json"))
 FAMILIES = {"dv": Layout.DATAVISION, "des2-flat": Layout.DES_FLAT, "des2-nested": Layout.DES_NESTED}
 SHA = "db43d77634213639caf152ca2c48b87ea3d3eea2bf908f406fa03162511bec90"

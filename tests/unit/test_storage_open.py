@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from desfs.errors import UsageError
+from desfs.errors import NotFound, UsageError
 from desfs.settings.sections import S3Settings
 from desfs.storage.local import LocalStorage
 from desfs.storage.open import open_storage
@@ -72,11 +72,17 @@ def test_open_s3_takes_bucket_and_prefix_from_the_url() -> None:
     assert storage.describe() == "s3://real-bucket/2024/ at http://127.0.0.1:9"
 
 
-@pytest.mark.parametrize("source", ["missing-dir", "http://host/x", "file.des"])
+@pytest.mark.parametrize("source", ["http://host/x", "file.des"])
 def test_open_rejects_other_sources(tmp_path: Path, source: str) -> None:
     (tmp_path / "file.des").write_bytes(b"x")
     with pytest.raises(UsageError):
         open_storage(str(tmp_path / source) if "://" not in source else source, None)
+
+
+def test_a_missing_directory_is_not_found_exit_3(tmp_path: Path) -> None:
+    with pytest.raises(NotFound) as caught:
+        open_storage(str(tmp_path / "missing-dir"), None)
+    assert caught.value.exit_code == 3
 
 
 def test_unknown_profile_is_a_usage_error() -> None:

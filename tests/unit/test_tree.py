@@ -15,7 +15,7 @@ from desfs.errors import NotADirectory, NotFound
 from desfs.format.model import Entry
 from desfs.namespace.tree import DirNode, FileNode, Hide, Node, ShardTree, build_tree
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "upstream"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "upstream"
 
 
 def _entries(*names: bytes | str, deleted: frozenset[int] = frozenset()) -> list[Entry]:
