@@ -212,6 +212,7 @@ class Catalog:
             objects.extend((layout, prefix, obj) for obj in listed)
         listing = _build_day(day, objects)
         self._days[day] = (self._clock() + self._ttl, listing)
+        log.debug("day %s of %s: %d shards", day, self._storage.describe(), len(listing.shards))
         return listing
 
     async def _list_all(self, prefix: str) -> list[ObjectInfo]:

@@ -10,6 +10,7 @@ fetched again on every `ls`; a store that did not answer is asked again at the n
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,6 +21,7 @@ import trio
 from cachetools import LRUCache
 
 from desfs.archive.catalog import ContainerRef
+from desfs.archive.spill import SpillArea, SpilledTables
 from desfs.cache.persistent import IndexStore
 from desfs.cache.records import CachedTail
 from desfs.cache.singleflight import SingleFlight
@@ -55,7 +57,8 @@ class Container:
     etag: str
     index: ContainerIndex
     tree: ShardTree
-    tail: bytes  # the bytes of the tail read, [index.size - len(tail), index.size)
+    tail: bytes  # the bytes of the tail read, [tail_start, index.size)
+    spilled: SpilledTables | None = None  # set: tail and tables are a mapped file
 
     @property
     def object_id(self) -> tuple[str, str]:
@@ -63,11 +66,14 @@ class Container:
 
     @property
     def tail_start(self) -> int:
-        return self.index.size - len(self.tail)
+        size = len(self.tail) if self.spilled is None else self.spilled.tail_size
+        return self.index.size - size
 
     def memory_estimate(self) -> int:
         """Bytes this container keeps alive; the index cache's budget counts these: the
         index bytes, the entry table and the tree (a few bytes per entry each)."""
+        if self.spilled is not None:
+            return CONTAINER_OVERHEAD + self.tree.directory_memory()
         entries = self.index.entries
         table = entries.table_bytes if isinstance(entries, EntryTable) else 64 * len(entries)
         return CONTAINER_OVERHEAD + len(self.tail) + table + self.tree.memory()
@@ -96,8 +102,9 @@ class ContainerLoader:
         self._opened: LRUCache[tuple[str, str], Container] = LRUCache(
             maxsize=cache.index_cache_bytes, getsizeof=Container.memory_estimate
         )
-        # One container bigger than the whole budget is still kept, alone: without it,
-        # every lookup in its shard would parse its index again.
+        # An index bigger than the budget is spilled to a mapped file (archive.spill); one
+        # that is still too big (a hostile number of directories) is kept, alone.
+        self._spill = SpillArea(cache.cache_dir)
         self._oversized: tuple[tuple[str, str], Container] | None = None
         self._failed: LRUCache[tuple[str, str], tuple[float, DesfsError]] = LRUCache(
             maxsize=MAX_REMEMBERED
@@ -110,6 +117,13 @@ class ContainerLoader:
     def opened(self) -> list[Container]:
         found = list(self._opened.values())
         return found if self._oversized is None else [*found, self._oversized[1]]
+
+    def trim(self) -> None:
+        """Hand the pages of spilled indices back to the page cache (at most once a second)."""
+        if self._spill.spilled and self._spill.due():
+            for container in self.opened():
+                if container.spilled is not None:
+                    container.spilled.trim()
 
     def known_partial(self, ref: ContainerRef) -> bool:
         failed = self._failed.get((ref.key, ref.etag))
@@ -147,6 +161,8 @@ class ContainerLoader:
             log.warning("container %s: %s", ref.key, exc)
             raise
         self._failed.pop(key, None)
+        if container.memory_estimate() > self._opened.maxsize:
+            container = await trio.to_thread.run_sync(spill_container, container, self._spill)
         if container.memory_estimate() <= self._opened.maxsize:
             self._opened[key] = container
             self._oversized = None  # least recently loaded: an LRU would evict it first
@@ -288,6 +304,26 @@ class ContainerLoader:
         except FormatError as exc:
             log.warning("sidecar of %s ignored: %s", ref.key, exc)
             return frozenset()
+
+
+def spill_container(container: Container, area: SpillArea) -> Container:
+    """Blocking: the same container over a mapped file instead of memory."""
+    entries = container.index.entries
+    if not isinstance(entries, EntryTable) or entries.buffers[0] is not container.tail:
+        return container  # only a tail read straight from the store is this large
+    buf, starts = entries.buffers
+    slots, hide, children, bounds = container.tree.bulk()
+    tables = area.write(buf, starts, slots, hide, children)
+    moved = entries.relocated(tables.mapping, tables.starts)  # type: ignore[arg-type]
+    index = dataclasses.replace(container.index, entries=moved)
+    tree = container.tree.relocated(moved, tables.slots, tables.hide, tables.children, bounds)
+    tail: bytes = tables.mapping  # type: ignore[assignment]
+    log.info(
+        "%s: index of %d entries is over the index budget; serving it from a mapped file",
+        container.ref.key,
+        len(entries),
+    )
+    return Container(container.ref, container.etag, index, tree, tail, tables)
 
 
 def _about_the_object(exc: DesfsError) -> bool:

@@ -162,10 +162,16 @@ class Archive:
         container = await self.open(await self.shard(day, parts[1]))
         return resolve_in(day, container, "/".join(parts[2:]))
 
+    def tick(self) -> None:
+        """Housekeeping on a busy path: hands mapped pages of spilled indices back to the
+        page cache at most once a second (archive.spill)."""
+        self._loader.trim()
+
     async def read(
         self, container: Container, entry: Entry, offset: int, size: int, stream: Stream
     ) -> bytes:
         """Bytes [offset, offset + size) of the entry, clamped to its size."""
+        self.tick()
         try:
             return await self._reader.read(container, entry, offset, size, stream)
         except ObjectChanged:

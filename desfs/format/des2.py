@@ -96,18 +96,21 @@ def parse_index(
     if version == 2:
         starts = _scan_v2(span, count)
 
+        bounds = (span.base, span.start, span.end, span.data_end)  # not the bytes: see table
+
         def decode(data: bytes, at: int, position: int) -> Entry:
-            parsed = _v2_entry(span, at, position)
+            parsed = _v2_entry(_Span(data, *bounds), at, position)
             assert parsed is not None  # the scan proved every entry fits
             return parsed[0]
 
     else:
         starts, variant, layout = _scan_v1(span, count)
+        data_end = span.data_end
 
         def decode(data: bytes, at: int, position: int) -> Entry:
             name_end = at + 2 + _U16.unpack_from(data, at)[0]
             fields = layout.unpack_from(data, name_end)
-            return _v1_entry(data[at + 2 : name_end], position, fields, span.data_end)
+            return _v1_entry(data[at + 2 : name_end], position, fields, data_end)
 
     return ContainerIndex(
         format=Format.DES2,

@@ -1,5 +1,8 @@
 """A container's entries, kept as the index bytes they were parsed from.
 
+Decoders get the buffer as an argument and must not hold it themselves, so that a table
+can be moved onto other storage (`relocated`: a memory map of a spilled index).
+
 A parsed container holds one small table per entry (where the entry starts in the index
 bytes, in an `array`), not one Python object per entry: a million entries cost 4 or 8
 bytes each beyond the index bytes themselves. An `Entry` value is built when it is asked
@@ -97,6 +100,15 @@ class EntryTable(Sequence[Entry]):
         for start in self._starts:
             end = start + 2 + unpack(buf, start)[0]
             yield buf[start + 2 : end]
+
+    @property
+    def buffers(self) -> tuple[bytes, array[int]]:
+        """The index bytes and the entry starts, to move them elsewhere."""
+        return self._buf, self._starts
+
+    def relocated(self, buf: bytes, starts: Sequence[int]) -> EntryTable:
+        """The same table over other storage holding the same bytes and starts."""
+        return EntryTable(buf, starts, self._decode, self._deleted)  # type: ignore[arg-type]
 
     @property
     def table_bytes(self) -> int:

@@ -161,6 +161,7 @@ class DesFilesystem:
         listing = self._dirs.get(fh)
         if listing is None:
             return
+        self._archive.tick()
         for index in range(start, listing.size):
             child = listing.child(index)
             ino = self.inodes.number(child.identity, child.preferred_ino)

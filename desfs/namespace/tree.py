@@ -105,6 +105,15 @@ class _Positions:
     def nbytes(self) -> int:
         return self._slots.itemsize * len(self._slots)
 
+    @property
+    def slots(self) -> Sequence[int]:
+        return self._slots
+
+    def relocated(self, slots: Sequence[int], name: Callable[[int], bytes]) -> _Positions:
+        moved = _Positions.__new__(_Positions)
+        moved._mask, moved._slots, moved._name = self._mask, slots, name  # type: ignore[assignment]
+        return moved
+
 
 class _Listing(Sequence[tuple[str, Node]]):
     """One directory's children in index order, each node made when it is asked for."""
@@ -204,10 +213,46 @@ class ShardTree:
 
     def memory(self) -> int:
         """Bytes the tree keeps beyond the index bytes (the index cache counts them)."""
-        per_dir = 200  # the dict slot, the key tuple, the name and the children array
         children = sum(a.itemsize * len(a) for a in self._children)
+        return self._positions.nbytes + len(self._hide) + children + self.directory_memory()
+
+    def directory_memory(self) -> int:
+        """Bytes of the per-directory part alone (what stays in memory when spilled)."""
+        per_dir = 200  # the dict slot, the key tuple, the name and the children array
         dirs = sum(len(name) for _, name in self._dir_of) + per_dir * len(self._dir_of)
-        return self._positions.nbytes + len(self._hide) + children + dirs + 64 * len(self._winner)
+        return dirs + 64 * len(self._winner)
+
+    def bulk(self) -> tuple[Sequence[int], bytes | bytearray, array[int], array[int]]:
+        """The per-entry tables, to move them elsewhere: name slots, hide codes, every
+        directory's children end to end, and where each directory's children start."""
+        joined, bounds = array("q"), array("q", [0])
+        for children in self._children:
+            joined.extend(children)
+            bounds.append(len(joined))
+        return self._positions.slots, self._hide, joined, bounds
+
+    def relocated(
+        self,
+        entries: Sequence[Entry],
+        slots: Sequence[int],
+        hide: Sequence[int],
+        children: Sequence[int],
+        bounds: array[int],
+    ) -> ShardTree:
+        """The same tree over other storage holding the tables of `bulk`."""
+        moved = ShardTree.__new__(ShardTree)
+        moved._entries = entries
+        moved._names = _Names(entries)
+        moved._positions = self._positions.relocated(slots, moved._names.name)
+        moved._hide = hide  # type: ignore[assignment]
+        moved._winner, moved._dirs, moved._dir_of = self._winner, self._dirs, self._dir_of
+        moved._dir_first, moved._hidden = self._dir_first, self._hidden
+        moved._shown_hidden = self._shown_hidden
+        moved._children = [
+            children[bounds[i] : bounds[i + 1]]  # type: ignore[misc]
+            for i in range(len(bounds) - 1)
+        ]
+        return moved
 
     def hidden_counts(self) -> dict[Hide, int]:
         return dict(Counter(h.reason for h in self.hidden))

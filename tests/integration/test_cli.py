@@ -110,7 +110,7 @@ def test_exit_codes(tmp_path: Path) -> None:
     assert missing.returncode == ExitCode.NOT_FOUND
     assert missing.stderr.count(b"\n") == 1 and b"Traceback" not in missing.stderr
     assert desfs("cat", sample, "/2024-12-03").returncode == ExitCode.USAGE
-    assert desfs("ls", str(tmp_path / "nowhere")).returncode == ExitCode.USAGE
+    assert desfs("ls", str(tmp_path / "nowhere")).returncode == ExitCode.NOT_FOUND
     assert desfs("ls", "s3://").returncode == ExitCode.USAGE
     assert desfs("ls", "--tail-window", "lots", sample).returncode == ExitCode.USAGE
     bad = tmp_path / "bad"

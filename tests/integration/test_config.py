@@ -53,6 +53,7 @@ def non_defaults(tmp_path: Path) -> dict[str, tuple[object, object]]:
         "s3.connect_timeout": (2.5, 2.5),
         "s3.read_timeout": (30, 30.0),
         "s3.max_attempts": (3, 3),
+        "s3.request_deadline": (12, 12.0),
         "s3.backoff_base": (0.5, 0.5),
         "s3.backoff_cap": (2, 2.0),
         "s3.max_connections": (32, 32),
