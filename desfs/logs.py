@@ -46,12 +46,26 @@ def stderr_is_journal() -> bool:
     return expected == f"{found.st_dev}:{found.st_ino}"
 
 
-def setup(level: str) -> None:
+class PeopleFormatter(logging.Formatter):
+    """`desfs: warning: ...` for the commands people run at a terminal; the module name
+    only at debug level, where it helps."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        where = f"{record.name}: " if record.levelno <= logging.DEBUG else ""
+        return f"desfs: {record.levelname.lower()}: {where}{text}"
+
+
+def setup(level: str, daemon: bool = True) -> None:
+    """Log to stderr: daemon lines (`LEVEL logger: message`, or journal priorities), or
+    the short lines of a command run by a person."""
     handler = logging.StreamHandler(sys.stderr)
     if stderr_is_journal():
         handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
-    else:
+    elif daemon:
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(PeopleFormatter("%(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

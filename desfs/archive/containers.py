@@ -158,7 +158,17 @@ class ContainerLoader:
         except DesfsError as exc:
             if _about_the_object(exc):
                 self._failed[key] = (self._clock() + self._error_ttl, exc)
-            log.warning("container %s: %s", ref.key, exc)
+            if isinstance(exc, PartialContainer):
+                log.warning(
+                    "container %s: %s; assumed partly written (a writer at work): left out "
+                    "of its day, tried again in %.0f s. A truncated copy looks the same; "
+                    "desfs verify reports it",
+                    ref.key,
+                    exc,
+                    self._error_ttl,
+                )
+            else:
+                log.warning("container %s: %s", ref.key, exc)
             raise
         self._failed.pop(key, None)
         if container.memory_estimate() > self._opened.maxsize:

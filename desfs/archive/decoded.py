@@ -22,13 +22,22 @@ from cachetools import LRUCache
 from desfs.cache.lru import ByteLRU
 from desfs.errors import EntryError
 from desfs.format.codecs import PayloadStream
-from desfs.format.model import Entry
+from desfs.format.model import Codec, Entry
 
 Fetch = Callable[[int, int], Awaitable[bytes]]
 STEP = 4 * 1024 * 1024  # decoded bytes one worker-thread call produces at most
 SOURCE_CHUNK = 1024 * 1024  # stored bytes fetched per callback
-MAX_CURSORS = 8  # each live decoder may hold a window of up to 128 MiB
 MAX_FAILED = 1024
+_ZSTD_WINDOW_FLOOR = 8 << 20  # the decoder's window is at most max(size, this), at most
+_ZSTD_WINDOW_CAP = 128 << 20  # this (format.codecs allows no more)
+_LZ4_BUFFERS = 8 << 20  # an lz4 frame's blocks are 4 MiB at most
+
+
+def decoder_cost(entry: Entry) -> int:
+    """The most memory a live decoder of `entry` can hold (its window and buffers)."""
+    if entry.codec is Codec.ZSTD:
+        return min(max(entry.size, _ZSTD_WINDOW_FLOOR), _ZSTD_WINDOW_CAP)
+    return _LZ4_BUFFERS
 
 
 class _Source:
@@ -53,15 +62,23 @@ class _Source:
 @dataclass(slots=True)
 class _Cursor:
     stream: PayloadStream
+    cost: int  # decoder_cost of its entry
     lock: trio.Lock = field(default_factory=trio.Lock)
     pending: bytes = b""  # decoded bytes of a block not complete yet
 
 
 class DecodedBlocks:
-    def __init__(self, cache: ByteLRU[tuple[object, ...]], block_size: int) -> None:
+    def __init__(
+        self, cache: ByteLRU[tuple[object, ...]], block_size: int, decoder_budget: int
+    ) -> None:
+        """`decoder_budget`: bytes all live decoders may hold together (their windows);
+        one decoder is kept whatever its window, or a large entry could not be read."""
         self._cache = cache
         self._block = block_size
-        self._cursors: LRUCache[Hashable, _Cursor] = LRUCache(maxsize=MAX_CURSORS)
+        self._cursors: LRUCache[Hashable, _Cursor] = LRUCache(
+            maxsize=max(decoder_budget, 1), getsizeof=lambda cursor: cursor.cost
+        )
+        self._lone: tuple[Hashable, _Cursor] | None = None  # a decoder over the budget
         # Entries whose frames proved bad: later reads fail at once instead of decoding
         # the whole entry again to find the same lie.
         self._failed: LRUCache[Hashable, EntryError] = LRUCache(maxsize=MAX_FAILED)
@@ -77,6 +94,8 @@ class DecodedBlocks:
         except EntryError as exc:
             self._failed[(oid, entry.position)] = exc
             self._cursors.pop((oid, entry.position), None)
+            if self._lone is not None and self._lone[0] == (oid, entry.position):
+                self._lone = None
             raise
 
     async def _read(self, oid: Hashable, entry: Entry, start: int, end: int, fetch: Fetch) -> bytes:
@@ -97,12 +116,11 @@ class DecodedBlocks:
         self, oid: Hashable, entry: Entry, first: int, last: int, fetch: Fetch
     ) -> None:
         key = (oid, entry.position)
-        cursor = self._cursors.get(key)
+        cursor = self._cursor(key)
         if cursor is None or cursor.stream.position - len(cursor.pending) > first * self._block:
-            cursor = _Cursor(
-                PayloadStream(entry, _Source(fetch, entry.offset, entry.stored_length))
-            )
-            self._cursors[key] = cursor
+            source = _Source(fetch, entry.offset, entry.stored_length)
+            cursor = _Cursor(PayloadStream(entry, source), decoder_cost(entry))
+            self._keep(key, cursor)
         async with cursor.lock:
             goal = min(entry.size, (last + 1) * self._block)
             while cursor.stream.position < goal:
@@ -151,7 +169,21 @@ class DecodedBlocks:
 
         return await trio.to_thread.run_sync(decode, limiter=self._limiter)
 
+    def _cursor(self, key: Hashable) -> _Cursor | None:
+        if self._lone is not None and self._lone[0] == key:
+            return self._lone[1]
+        return self._cursors.get(key)
+
+    def _keep(self, key: Hashable, cursor: _Cursor) -> None:
+        if cursor.cost <= self._cursors.maxsize:
+            self._cursors[key] = cursor
+        else:
+            self._cursors.clear()
+            self._lone = (key, cursor)
+
     def drop(self, oid: Hashable) -> None:
+        if self._lone is not None and isinstance(self._lone[0], tuple) and self._lone[0][0] == oid:
+            self._lone = None
         for key in [k for k in self._cursors if isinstance(k, tuple) and k[0] == oid]:
             self._cursors.pop(key, None)
         for key in [k for k in self._failed if isinstance(k, tuple) and k[0] == oid]:

@@ -91,6 +91,9 @@ class Archive:
         ref = listing.shards.get(shard)
         if ref is None:
             raise NotFound(f"no shard {shard!r} on {day}")
+        if self._loader.known_partial(ref):
+            # Left out of the day's listing: a lookup must agree with `ls`.
+            raise NotFound(f"{ref.key} is still being written")
         return ref
 
     # -- containers ----------------------------------------------------------------------

@@ -77,7 +77,7 @@ class EntryReader:
         self._payloads: ByteLRU[tuple[object, ...]] = ByteLRU(cache.block_cache_bytes // 2)
         self._block_lru: ByteLRU[BlockKey] = ByteLRU(cache.block_cache_bytes // 2)
         self._readahead = Readahead(self._block_lru, cache)
-        self._decoded = DecodedBlocks(self._payloads, cache.block_size)
+        self._decoded = DecodedBlocks(self._payloads, cache.block_size, cache.decoder_bytes)
         self._externals = ExternalPayloads(storage, layout.bigfiles_dir, cache.small_entry_bytes)
         self._flights: SingleFlight[tuple[object, ...], bytes] = SingleFlight()
         self._decode_limiter = trio.CapacityLimiter(2)

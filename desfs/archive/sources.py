@@ -8,7 +8,7 @@ from pathlib import Path
 from desfs.archive.catalog import ContainerRef
 from desfs.archive.engine import Archive
 from desfs.errors import UsageError
-from desfs.namespace.layout import ContainerName, Layout
+from desfs.namespace.layout import ContainerName, Layout, day_from_dir
 from desfs.settings.sections import ArchiveSettings, S3Settings
 from desfs.storage.aio import AsyncStorage
 from desfs.storage.base import Storage
@@ -39,9 +39,15 @@ def open_archive(source: str, settings: ArchiveSettings, s3: S3Settings) -> Arch
 def _single_file(path: Path, settings: ArchiveSettings) -> Archive:
     if not os.access(path, os.R_OK):
         raise UsageError(f"{path}: not readable")
-    storage = LocalStorage(path.resolve().parent)
+    folder = path.resolve().parent
+    if day_from_dir(folder.name) is not None:
+        # In a day folder (YYYY-MM-DD/ or YYYYMMDD/): keys, external ones included, are
+        # relative to the layout root above it, as the writer recorded them.
+        root, key = folder.parent, f"{folder.name}/{path.name}"
+    else:
+        root, key = folder, path.name
+    storage = LocalStorage(root)
     info = os.stat(path)
-    key = path.name
     name = ContainerName(key=key, day="", shard=path.stem, layout=Layout.DATAVISION)
     ref = ContainerRef(name, info.st_size, local_etag(info), info.st_mtime)
     return Archive(AsyncStorage(storage, LOCAL_CONCURRENCY), settings, ref)

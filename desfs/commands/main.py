@@ -62,17 +62,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="desfs", description="DES containers as a filesystem")
     parser.add_argument("--version", action="version", version=f"desfs {__version__}")
-    parser.add_argument(
-        "--log-level",
-        help="debug, info, warning or error (config: logging.level; default: info for mount, "
-        "warning for the other commands)",
-    )
+    _add_log_flags(parser, None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_offline(sub)
     add_pack_command(sub)
     add_mount_commands(sub)
     _add_ops(sub)
+    for command in sub.choices.values():
+        # Before or after the command word, as people type them.
+        _add_log_flags(command, argparse.SUPPRESS)
     return parser
+
+
+def _add_log_flags(parser: argparse.ArgumentParser, default: object) -> None:
+    group = parser.add_argument_group("logging")
+    group.add_argument(
+        "--log-level",
+        metavar="LEVEL",
+        default=default,
+        help="debug, info, warning or error, any case (config: logging.level; default: info "
+        "for mount, warning for the other commands)",
+    )
+    group.add_argument(
+        "-d", "--debug", dest="log_level", action="store_const", const="debug",
+        default=default, help="the same as --log-level debug",
+    )  # fmt: skip
 
 
 def _add_ops(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -174,6 +188,9 @@ def _run_stat(args: argparse.Namespace) -> int:
 
 def _run_verify(args: argparse.Namespace) -> int:
     archive = _open(args)
+    if getattr(args, "log_level", None) is None:
+        # verify reports every problem on a BAD line of its own: not twice.
+        logging.getLogger("desfs.archive").setLevel(logging.ERROR)
     report = trio.run(offline.verify, archive, sys.stdout, sys.stderr)
     return ExitCode.PROBLEMS if report.problems else ExitCode.OK
 
@@ -181,7 +198,7 @@ def _run_verify(args: argparse.Namespace) -> int:
 def _setup_logging(flag: str | None, command: str) -> None:
     """Log to stderr at the --log-level flag's level until the settings say otherwise."""
     level = parse_value(BY_PATH["logging.level"], flag, "--log-level", True) if flag else None
-    logs.setup(level or ("info" if command == "mount" else "warning"))
+    logs.setup(level or ("info" if command == "mount" else "warning"), daemon=command == "mount")
 
 
 def _called_by_mount_fuse(words: list[str]) -> bool:

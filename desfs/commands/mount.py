@@ -43,8 +43,14 @@ def add_mount_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "--foreground", "-f", action="store_true", help="stay attached, log to stderr"
     )
     mount.add_argument(
-        "-o", dest="options", action="append", default=[], help="opt[,opt...], config=FILE"
-    )
+        "-o", dest="options", action="append", default=[],
+        help="opt[,opt...]: any flag below as name or name=value (listing_ttl=30), "
+        "config=FILE, debug; mount(8)'s own options (ro, rw, _netdev, nofail, ...) are accepted",
+    )  # fmt: skip
+    mount.add_argument(
+        "--read-only", "-r", action="store_true",
+        help="accepted as other FUSE tools have it; desfs mounts are always read-only",
+    )  # fmt: skip
     add_mount_flags(mount)
     mount.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     mount.set_defaults(handler=run_mount)
@@ -169,6 +175,9 @@ def _log_to_file(target: str) -> None:
 
 
 def run_umount(args: argparse.Namespace) -> int:
+    if not is_mountpoint(args.mountpoint):
+        print(f"desfs: umount {args.mountpoint}: not mounted", file=sys.stderr)
+        return ExitCode.NOT_MOUNTED
     command = ["fusermount3", "-u"] + (["-z"] if args.lazy else []) + [args.mountpoint]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode == 0:
@@ -178,3 +187,22 @@ def run_umount(args: argparse.Namespace) -> int:
         message += " (a process still uses the mount; close it, or use --lazy)"
     print(f"desfs: umount {args.mountpoint}: {message}", file=sys.stderr)
     return ExitCode.PROBLEMS
+
+
+def is_mountpoint(path: str) -> bool:
+    """Whether something is mounted at `path`, from /proc/self/mountinfo: a stat of a dead
+    or stopped FUSE mount would fail or wait, the kernel's table does neither."""
+    target = os.path.abspath(path)
+    with open("/proc/self/mountinfo") as info:
+        for line in info:
+            fields = line.split()
+            if len(fields) > 4 and _unescape(fields[4]) == target:
+                return True
+    return False
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field

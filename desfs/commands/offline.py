@@ -7,6 +7,8 @@ cheapest end-to-end debugging tool. Output goes to the given text/binary streams
 from __future__ import annotations
 
 import json
+import logging
+import re
 import sys
 from dataclasses import dataclass
 from typing import BinaryIO, TextIO
@@ -20,6 +22,10 @@ from desfs.format.model import Entry
 from desfs.fs.attributes import shard_xattrs
 from desfs.namespace.tree import FileNode
 
+log = logging.getLogger(__name__)
+
+_DAY = re.compile(r"[0-9]{4}-?[0-9]{2}-?[0-9]{2}", re.ASCII)
+
 
 async def ls(archive: Archive, path: str, show_all: bool, long: bool, out: TextIO) -> None:
     target = await archive.resolve(path)
@@ -27,7 +33,10 @@ async def ls(archive: Archive, path: str, show_all: bool, long: bool, out: TextI
         out.write(_line(target.path.rpartition("/")[2], target.entry, long) + "\n")
         return
     if isinstance(target, RootDir):
-        for day in await archive.days():
+        days = await archive.days()
+        if not days:
+            log.warning("%s", empty_source(archive))
+        for day in days:
             out.write(f"{day}/\n")
         return
     if isinstance(target, DayDir):
@@ -140,7 +149,22 @@ async def verify(archive: Archive, out: TextIO, err: TextIO = sys.stderr) -> Ver
         f"{report.containers} containers, {report.entries} entries, {report.bytes} bytes, "
         f"{report.hidden} hidden names, {report.problems} problems\n"
     )
+    if report.containers == 0 and report.problems == 0:
+        raise NotFound(empty_source(archive))
     return report
+
+
+def empty_source(archive: Archive) -> str:
+    """What was looked for in a source that shows no days, and a likely reason."""
+    where = archive.describe()
+    text = (
+        f"no DES containers in {where}: looked for YYYY-MM-DD/*.des (Datavision), "
+        "YYYYMMDD/*.des (DES nested) and YYYYMMDD_<HEX>_<NNNN>.des (DES flat)"
+    )
+    last = where.split(" at ")[0].rstrip("/").rpartition("/")[2]
+    if _DAY.fullmatch(last):
+        text += f"; {last!r} looks like a day: SOURCE is the folder that holds the days"
+    return text
 
 
 async def _try_open(archive: Archive, ref: ContainerRef) -> Container | DesfsError:

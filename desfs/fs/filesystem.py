@@ -109,6 +109,7 @@ class DesFilesystem:
         self._dirs: dict[int, _Listing] = {}
         self._files: dict[int, _Open] = {}
         self._handles = count(1)
+        self._gone: list[Invalidation] = []
 
     # -- names -----------------------------------------------------------------------
 
@@ -241,7 +242,21 @@ class DesFilesystem:
         try:
             return await self._archive.open(ref)
         except PartialContainer as exc:
-            raise NotFound(f"{ref.key} is still being written") from exc
+            raise self._partial(ref) from exc
+
+    def _partial(self, ref: ContainerRef) -> NotFound:
+        """A container found partly written leaves its day; the kernel's entry for its
+        shard directory must go too, or `stat` would still find what `ls` does not."""
+        day = ref.name.day
+        parent = self.inodes.known(("day", day))
+        if parent is not None:
+            self._gone.append(Invalidation(0, parent, ref.name.shard))
+        return NotFound(f"{ref.key} is still being written")
+
+    def gone(self) -> list[Invalidation]:
+        """Kernel entries of names that no longer exist, to invalidate (then forgotten)."""
+        found, self._gone = self._gone, []
+        return found
 
     async def _file(self, node: FileStub) -> tuple[Container, Entry]:
         """The file's container (loaded again if it was evicted) and its entry there."""
@@ -274,7 +289,7 @@ class DesFilesystem:
         try:
             return await self._archive.open_to_list(node.ref)
         except PartialContainer as exc:
-            raise NotFound(f"{node.ref.key} is still being written") from exc
+            raise self._partial(node.ref) from exc
 
     async def _child(self, parent: Node, name: str) -> Child:
         if isinstance(parent, RootDir):

@@ -106,6 +106,10 @@ class InodeTable(Generic[N]):
         self._touch(parent, slot.epoch)
         return ino
 
+    def known(self, identity: tuple[str, ...]) -> int | None:
+        """The inode number of a remembered node, or None."""
+        return self._by_identity.get(identity)
+
     def get(self, ino: int) -> N | None:
         slot = self._slots.get(ino)
         return None if slot is None else slot.node

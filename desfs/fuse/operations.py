@@ -92,6 +92,8 @@ def _boundary(handler: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Corou
             raise pyfuse3.FUSEError(errno.EIO) from None
         finally:
             requests.leave(scope)
+            # New kernel entries (the inode limit), or names found gone: invalidations.
+            args[0].releaser.poke()  # type: ignore[attr-defined]
         # Only a scope cancelled by `Requests.fail_all` gets here: the daemon is stopping.
         raise pyfuse3.FUSEError(errno.EIO)
 
@@ -154,7 +156,6 @@ class FuseOperations(pyfuse3.Operations):
             miss.st_ino = pyfuse3.InodeT(0)
             miss.entry_timeout = ttl
             return miss
-        self.releaser.poke()
         return self._attrs(found)
 
     @_boundary
@@ -185,7 +186,6 @@ class FuseOperations(pyfuse3.Operations):
             return bool(pyfuse3.readdir_reply(token, os.fsencode(name), self._attrs(attr), next_id))
 
         self._fs.readdir(fh, start_id, offer)
-        self.releaser.poke()
 
     @_boundary
     async def releasedir(self, fh: pyfuse3.FileHandleT) -> None:

@@ -38,14 +38,22 @@ class EntryReleaser:
     def __init__(self, fs: DesFilesystem) -> None:
         self._fs = fs
         self._wanted = trio.Event()
+        self._pending: list[Invalidation] = []  # names gone from the archive
         self._halt = threading.Event()  # read by the worker thread between entries
         self._in_kernel = False  # a batch is running in the worker thread
         self._idle = trio.Event()
         self._idle.set()
 
     def poke(self) -> None:
-        """Call after the kernel learned of new entries; wakes `run` when over the limit."""
-        if self._fs.over_limit() and not self._halt.is_set():
+        """Call after the kernel learned of new entries, or after a name went away; wakes
+        `run` when there is something to invalidate."""
+        if self._halt.is_set():
+            return
+        gone = self._fs.gone()
+        if gone:
+            self._pending.extend(gone)
+            self._wanted.set()
+        elif self._fs.over_limit():
             self._wanted.set()
 
     @property
@@ -58,10 +66,16 @@ class EntryReleaser:
         while not self._halt.is_set():
             await self._wanted.wait()
             self._wanted = trio.Event()
-            while not self._halt.is_set() and (batch := self._fs.releases(BATCH)):
+            while not self._halt.is_set() and (batch := self._next_batch()):
                 missing = await self._in_worker(batch)
                 for ino in missing:
                     self._fs.not_released(ino)
+
+    def _next_batch(self) -> list[Invalidation]:
+        if self._pending:
+            batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
+            return batch
+        return self._fs.releases(BATCH)
 
     async def stop(self) -> None:
         """No more invalidations; returns once no thread of ours is in the kernel.

@@ -7,6 +7,7 @@ a flag overrides the config file only when it is actually on the command line.
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from desfs.settings.kinds import Flag, close_match
 from desfs.settings.kinds import parse_size as parse_size
 from desfs.settings.loader import CONFIG_SOURCE, Layer, Settings, read_config, resolve
 
+log = logging.getLogger(__name__)
+
 # Options of mount(8) and fstab that concern mount(8), the kernel's defaults for FUSE, or
 # other tools; desfs accepts and ignores them.
 IGNORED_OPTIONS = frozenset(
@@ -24,6 +27,7 @@ IGNORED_OPTIONS = frozenset(
         "owner", "group", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "atime",
         "noatime", "relatime", "norelatime", "strictatime", "diratime", "nodiratime",
         "lazytime", "nolazytime", "sync", "async", "dirsync", "silent", "loud",
+        "read_only", "readonly",
     }
 )  # fmt: skip
 # The S3 credentials have no flag and no option; naming one in -o is refused without echo.
@@ -97,7 +101,12 @@ def option_layer(groups: Sequence[str]) -> tuple[Layer, str | None]:
         if not item or is_ignored(name):
             continue
         if name == "rw":
-            raise UsageError("-o rw: desfs mounts are always read-only")
+            # One rule for `desfs mount -o rw` and fstab (where mount(8) adds rw itself).
+            log.info("-o rw: desfs mounts are always read-only; mounting read-only")
+            continue
+        if name == "debug":
+            values["logging.level"] = "debug"
+            continue
         if name == "config":
             if not value:
                 raise UsageError("-o config: needs a file (config=FILE)")
@@ -135,7 +144,7 @@ def is_ignored(name: str) -> bool:
 
 def is_known_option(item: str) -> bool:
     name = item.partition("=")[0].strip().replace("-", "_")
-    return name in BY_OPTION or name in ("config", "rw") or is_ignored(name)
+    return name in BY_OPTION or name in ("config", "rw", "debug") or is_ignored(name)
 
 
 def load_settings(args: argparse.Namespace, need: Sequence[str] = ("source",)) -> Settings:

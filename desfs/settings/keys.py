@@ -141,6 +141,7 @@ KEYS: tuple[Key, ...] = (
     _k("cache.readahead_min", Size(4 * KiB, GiB), "--readahead-min", "first readahead"),
     _k("cache.readahead_max", Size(4 * KiB, GiB), "--readahead-max", "largest readahead"),
     _k("cache.prefetch_budget", _SIZE, "--prefetch-budget", "prefetch bytes in flight"),
+    _k("cache.decoder_bytes", Size(MiB, TiB), "--decoder-budget", "decoder windows in all"),
     _k("cache.listing_ttl", _TTL, "--listing-ttl", "listing trusted for"),
     _k("cache.error_ttl", _TTL, "--error-ttl", "failed open remembered for"),
     _k("cache.cache_dir", FilePath(), "--cache-dir", "persistent index cache directory"),

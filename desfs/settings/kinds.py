@@ -212,6 +212,8 @@ class Choice:
             return None
         if isinstance(value, str) and value in self.options:
             return value
+        if isinstance(value, str) and value.lower() in self.options:
+            return value.lower()  # DEBUG, Path: the options are all lower case
         hint = close_match(value, list(self.options)) if isinstance(value, str) else None
         raise Invalid("not a valid choice", self.expected, hint)
 

@@ -139,6 +139,10 @@ def suggest_key(dotted: str) -> str | None:
     moved = [key.path for key in KEYS if key.name == leaf and key.path != dotted]
     if moved:
         return moved[0]
+    # Written as the flag is named: cache.cache_size for --cache-size.
+    by_flag = [key for key in KEYS if key.option in (leaf, leaf.replace("-", "_"))]
+    if by_flag:
+        return f"{by_flag[0].path} (the key of {by_flag[0].flag})"
     return close_match(dotted, [key.path for key in KEYS] + list(SECTIONS))
 
 

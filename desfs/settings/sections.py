@@ -28,6 +28,7 @@ class CacheSettings:
     readahead_min: int = 1 * MiB  # first readahead window of a sequential large read
     readahead_max: int = 32 * MiB  # the window doubles up to this
     prefetch_budget: int = 96 * MiB  # prefetch/readahead bytes in flight, all files together
+    decoder_bytes: int = 64 * MiB  # windows of live decoders of large compressed entries
     listing_ttl: float = 60.0  # seconds a root or day listing is trusted
     error_ttl: float = 30.0  # seconds a failed container open is remembered
     cache_dir: Path | None = None  # parsed indices kept on disk across mounts; None: off

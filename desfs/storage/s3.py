@@ -271,8 +271,16 @@ def _make_client(settings: S3Settings) -> S3Client:
             config=config,
         )
     except ProfileNotFound as exc:
+        name = (
+            settings.profile
+            or os.environ.get("AWS_PROFILE")
+            or os.environ.get("AWS_DEFAULT_PROFILE")
+        )
+        where = "s3.profile (--profile)" if settings.profile else "the environment (AWS_PROFILE)"
+        files = os.environ.get("AWS_CONFIG_FILE", "~/.aws/config")
         raise UsageError(
-            f"s3.profile: {settings.profile!r} is not a configured AWS profile"
+            f"AWS profile {name!r}, from {where}, is not configured in {files} or the "
+            "credentials file"
         ) from exc
     except (BotoCoreError, ValueError) as exc:
         raise UsageError(f"cannot set up the S3 client: {type(exc).__name__}: {exc}") from None

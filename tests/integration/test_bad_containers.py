@@ -211,9 +211,11 @@ def test_partial_container_is_skipped_with_one_warning(tmp_path: Path, case: str
         for _ in range(2):
             done = ls(mnt / shard)
             assert done.returncode != 0 and b"No such file or directory" in done.stderr, done
-        # Known partial now: the day no longer shows it.
+        # Known partial now: the day no longer shows it, and stat agrees with ls.
         assert shard.split("/")[1] not in names(mnt / DAY)
         assert sorted(names(mnt / DAY)) == ["A_0000", "alpha", "beta"]
+        assert errno_of(lambda: os.stat(mnt / shard)) == errno.ENOENT
+        assert "assumed partly written" in mount.log()
         assert_good(mnt)
         found = run("find", str(mnt))
         assert found.returncode == 0, found.stderr

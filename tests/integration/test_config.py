@@ -66,6 +66,7 @@ def non_defaults(tmp_path: Path) -> dict[str, tuple[object, object]]:
         "cache.readahead_min": ("2MiB", 2 * MiB),
         "cache.readahead_max": ("64MiB", 64 * MiB),
         "cache.prefetch_budget": ("200MiB", 200 * MiB),
+        "cache.decoder_bytes": ("48MiB", 48 * MiB),
         "cache.listing_ttl": (15, 15.0),
         "cache.error_ttl": (5.5, 5.5),
         "cache.cache_dir": (str(cache), cache),
@@ -272,6 +273,11 @@ MISTAKES = {
         "s3.listing_ttl: unknown key; did you mean cache.listing_ttl?",
     ),
     "unknown-section": ({"cahce": {"listing_ttl": 5}}, "cahce: unknown key; did you mean cache?"),
+    "key-named-after-its-flag": (
+        {"cache": {"cache_size": "1GiB"}},
+        "cache.cache_size: unknown key; did you mean cache.block_cache_bytes "
+        "(the key of --cache-size)?",
+    ),
     "wrong-type-integer": (
         {"s3": {"max_attempts": "five"}},
         "s3.max_attempts: 'five' is not a valid integer; expected an integer from 1 to 100",

@@ -7,17 +7,17 @@ compares their sha256 with the source's. The daemon runs with small budgets, and
 peak resident set (VmHWM) must stay under
 
     BOUND = block cache + index cache + prefetch budget + READERS x prefetch cap
-            + MAX_CURSORS x BIG_SIZE + FIXED
+            + decoder windows + FIXED
 
 Two terms are not budgets of desfs's own: a reader walking a shard in order may have one
-widened GET (up to the prefetch cap) in flight, and each of the MAX_CURSORS live decoders
-of large compressed entries (`desfs.archive.decoded`) keeps a zstd window of up to the
-entry's size. FIXED (128 MiB) covers the rest: the interpreter with its imports (35 MiB
-idle on a local source, 60 MiB with boto3 on S3), connection buffers, and what glibc's
-per-thread malloc arenas keep of the worker threads' freed memory (MALLOC_ARENA_MAX=2
-lowers the S3 peak by 10-50 MiB). Measured here: peaks of 150-160 MiB locally and
-165-205 MiB over S3; with an unbounded block cache, 315 and 365 MiB. The soak variants
-also require the peak to stay flat over their second half.
+widened GET (up to the prefetch cap) in flight. The live decoders of large compressed
+entries (`desfs.archive.decoded`) keep their windows within `cache.decoder_bytes` (64 MiB),
+or one decoder alone when its window is larger. FIXED (128 MiB) covers the rest:
+the interpreter with its imports (35 MiB idle on a local source, 60 MiB with boto3 on
+S3), connection buffers, and what glibc's per-thread malloc arenas keep of the worker
+threads' freed memory (MALLOC_ARENA_MAX=2 lowers the S3 peak by 10-50 MiB). Measured
+here: peaks of 150-160 MiB locally and 165-205 MiB over S3; with an unbounded block
+cache, 315 and 365 MiB. The soak variants also require the peak to stay flat over their second half.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ from typing import Any
 
 import pytest
 
-from desfs.archive.decoded import MAX_CURSORS
-from desfs.format.model import Codec
+from desfs.archive.decoded import decoder_cost
+from desfs.format.model import Codec, Entry
+from desfs.settings.sections import CacheSettings
 from tests.support import readers
 from tests.support.builders import build_des2, build_deshead1
 from tests.support.moto_server import MotoServer, upload_tree
@@ -63,7 +64,9 @@ INDEX_CACHE = 8 * MiB
 PREFETCH_BUDGET = 16 * MiB
 PREFETCH_CAP = 1 * MiB
 FIXED = 128 * MiB
-DECODERS = MAX_CURSORS * BIG_SIZE
+DECODERS = max(
+    CacheSettings().decoder_bytes, decoder_cost(Entry(b"", 0, BIG_SIZE, 0, 0, Codec.ZSTD))
+)
 BOUND = BLOCK_CACHE + INDEX_CACHE + PREFETCH_BUDGET + READERS * PREFETCH_CAP + DECODERS + FIXED
 FLAT_SLACK = 32 * MiB  # growth of the peak allowed over a soak's second half
 BUDGETS = [

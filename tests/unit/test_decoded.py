@@ -51,7 +51,7 @@ async def test_scattered_reads_decode_each_byte_once(codec: Codec) -> None:
     data = _payload(6 * 1024 * 1024)
     entry, container = _entry(codec, data)
     fetch = CountingFetch(container)
-    blocks = DecodedBlocks(ByteLRU(64 * 1024 * 1024), BLOCK)
+    blocks = DecodedBlocks(ByteLRU(64 * 1024 * 1024), BLOCK, 64 * 1024 * 1024)
     rng = random.Random(1)
     for _ in range(300):
         start = rng.randrange(0, len(data))
@@ -65,7 +65,7 @@ async def test_small_cache_still_returns_exact_bytes() -> None:
     data = _payload(3 * 1024 * 1024)
     entry, container = _entry(Codec.ZSTD, data)
     fetch = CountingFetch(container)
-    blocks = DecodedBlocks(ByteLRU(3 * BLOCK), BLOCK)
+    blocks = DecodedBlocks(ByteLRU(3 * BLOCK), BLOCK, 64 * 1024 * 1024)
     rng = random.Random(2)
     for _ in range(40):
         start = rng.randrange(0, len(data))
@@ -77,7 +77,9 @@ async def test_sequential_read_never_restarts() -> None:
     data = _payload(5 * 1024 * 1024)
     entry, container = _entry(Codec.LZ4, data)
     fetch = CountingFetch(container)
-    blocks = DecodedBlocks(ByteLRU(2 * BLOCK), BLOCK)  # far smaller than the entry
+    blocks = DecodedBlocks(
+        ByteLRU(2 * BLOCK), BLOCK, 64 * 1024 * 1024
+    )  # far smaller than the entry
     got = bytearray()
     for start in range(0, len(data), 128 * 1024):
         got += await blocks.read("c", entry, start, min(len(data), start + 128 * 1024), fetch)
@@ -89,6 +91,6 @@ async def test_lying_frame_is_an_entry_error() -> None:
     data = _payload(2 * 1024 * 1024)
     entry, container = _entry(Codec.ZSTD, data)
     bigger = Entry(b"big", 0, len(data) + 10, OFFSET, entry.stored_length, Codec.ZSTD)
-    blocks = DecodedBlocks(ByteLRU(16 * 1024 * 1024), BLOCK)
+    blocks = DecodedBlocks(ByteLRU(16 * 1024 * 1024), BLOCK, 64 * 1024 * 1024)
     with pytest.raises(EntryError):
         await blocks.read("c", bigger, len(data) - 5, len(data) + 10, CountingFetch(container))

@@ -88,3 +88,11 @@ def test_a_missing_directory_is_not_found_exit_3(tmp_path: Path) -> None:
 def test_unknown_profile_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="no-such-profile"):
         S3Storage(S3Settings(bucket="b", profile="no-such-profile"))
+
+
+def test_an_unknown_profile_from_the_environment_is_named_with_its_origin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "nope")
+    with pytest.raises(UsageError, match=r"'nope', from the environment \(AWS_PROFILE\)"):
+        S3Storage(S3Settings(bucket="b"))
