@@ -56,7 +56,7 @@ class ContainerRef:
     name: ContainerName
     size: int
     etag: str
-    mtime: float
+    mtime_ns: int
     sidecar: ObjectInfo | None = None
 
     @property
@@ -68,7 +68,7 @@ class ContainerRef:
 class DayListing:
     day: str
     shards: dict[str, ContainerRef]  # shard directory name -> container, sorted by name
-    mtime: float  # newest container of the day (0 when empty)
+    mtime_ns: int  # newest container of the day (0 when empty)
 
 
 @dataclass(slots=True)
@@ -98,6 +98,10 @@ class Catalog:
         self._days: LRUCache[str, tuple[float, DayListing]] = LRUCache(maxsize=DAYS_KEPT)
         self._flights: SingleFlight[str, object] = SingleFlight()
         self._stale = StaleIfError(storage.describe(), self._ttl, clock)
+
+    def known_days(self) -> tuple[str, ...]:
+        """The days of the last root listing, however old; no I/O."""
+        return tuple(sorted(self._root.days)) if self._root is not None else ()
 
     async def days(self) -> tuple[str, ...]:
         root = await self._root_view()
@@ -252,8 +256,8 @@ def _build_day(day: str, objects: list[tuple[Layout, str, ObjectInfo]]) -> DayLi
     for name in sorted(chosen.values(), key=lambda n: n.shard):
         info = infos[name.key]
         sidecar = infos.get(name.sidecar_key) if name.sidecar_key else None
-        shards[name.shard] = ContainerRef(name, info.size, info.etag, info.mtime, sidecar)
-    newest = max((ref.mtime for ref in shards.values()), default=0.0)
+        shards[name.shard] = ContainerRef(name, info.size, info.etag, info.mtime_ns, sidecar)
+    newest = max((ref.mtime_ns for ref in shards.values()), default=0)
     return DayListing(day, shards, newest)
 
 

@@ -38,7 +38,8 @@ class EngineStats:
     source: str
     store: CounterSnapshot
     caches: dict[str, LruStats]
-    prefetch_bytes: int  # fetched ahead of reads (coalesced runs, readahead windows)
+    prefetched_bytes: int  # sent by the store ahead of reads (neighbours, readahead); a part
+    # of the store's bytes, some of which no reader may ever ask for
     delivered_bytes: int  # logical bytes handed to readers
     containers_open: int
     index_store: IndexStoreStats | None
@@ -76,6 +77,10 @@ class Archive:
 
     async def days(self) -> tuple[str, ...]:
         return await self._catalog.days()
+
+    def known_days(self) -> tuple[str, ...]:
+        """The days of the last root listing, without asking the store."""
+        return self._catalog.known_days()
 
     async def shards(self, day: str) -> list[tuple[str, ContainerRef]]:
         """The shards of `day` in name order, without containers known to be partial."""
@@ -200,7 +205,7 @@ class Archive:
             source=self._storage.describe(),
             store=self._storage.counters.snapshot(),
             caches=self._reader.cache_statistics(),
-            prefetch_bytes=reader.prefetch_bytes,
+            prefetched_bytes=reader.prefetch_bytes,
             delivered_bytes=reader.delivered_bytes,
             containers_open=len(self._loader.opened()),
             index_store=None if store is None else store.statistics(),

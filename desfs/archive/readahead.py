@@ -102,10 +102,16 @@ class Readahead:
                 nursery.start_soon(chunk, lo)
 
     async def _prefetch(self, obj: ObjectRef, lo: int, hi: int, fetch: Fetch) -> None:
+        """Make [lo, hi) resident; counts only what the store sent (cached blocks are not)."""
+
+        async def counted(start: int, end: int) -> bytes:
+            data = await fetch(start, end)
+            self.prefetched_bytes += len(data)
+            return data
+
         self._in_flight += hi - lo
         try:
-            await self.blocks.fetch_span(obj, lo, hi, fetch)
-            self.prefetched_bytes += hi - lo
+            await self.blocks.fetch_span(obj, lo, hi, counted)
         finally:
             self._in_flight -= hi - lo
 

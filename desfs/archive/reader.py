@@ -189,7 +189,8 @@ class EntryReader:
         start, end = run[0].offset, run[-1].offset + run[-1].stored_length
         stored = self._from_tail(container, start, end)
         if stored is None:
-            stored = await self._fetch_container(container, start, end, len(run) > 1)
+            ahead = end - start - run[0].stored_length  # the neighbours' bytes
+            stored = await self._fetch_container(container, start, end, ahead)
         return stored
 
     def _plan_run(self, container: Container, entry: Entry) -> list[Entry]:
@@ -227,14 +228,15 @@ class EntryReader:
         return None
 
     async def _fetch_container(
-        self, container: Container, start: int, end: int, prefetch: bool
+        self, container: Container, start: int, end: int, ahead: int
     ) -> bytes:
+        """Bytes [start, end) of the container; `ahead` of them were not asked for yet."""
         if end <= start:
             return b""
         data = await self._range(container.ref.key, start, end, container.etag, container)
-        if prefetch:
+        if ahead:
             self._counters.prefetched_entries += 1
-            self._counters.prefetch_bytes += end - start
+            self._counters.prefetch_bytes += ahead
         return data
 
     async def _range(

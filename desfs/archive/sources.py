@@ -49,5 +49,5 @@ def _single_file(path: Path, settings: ArchiveSettings) -> Archive:
     storage = LocalStorage(root)
     info = os.stat(path)
     name = ContainerName(key=key, day="", shard=path.stem, layout=Layout.DATAVISION)
-    ref = ContainerRef(name, info.st_size, local_etag(info), info.st_mtime)
+    ref = ContainerRef(name, info.st_size, local_etag(info), info.st_mtime_ns)
     return Archive(AsyncStorage(storage, LOCAL_CONCURRENCY), settings, ref)

@@ -85,18 +85,50 @@ def read_stats(mountpoint: Path) -> dict[str, object]:
 
 
 def print_status(stats: dict[str, object], out: TextIO) -> None:
+    """The counters for people: aligned lines, sizes in KiB/MiB/GiB (`--json`: all of them)."""
+    rows = [("source", str(stats.get("source"))), ("uptime", f"{stats.get('uptime_seconds')} s")]
     store = stats.get("store")
-    out.write(f"source:           {stats.get('source')}\n")
-    out.write(f"uptime:           {stats.get('uptime_seconds')} s\n")
     if isinstance(store, dict):
-        requests = store.get("requests", {})
-        parts = ", ".join(f"{k} {v}" for k, v in sorted(requests.items()))
-        out.write(f"store requests:   {parts}\n")
-        out.write(f"store bytes:      {store.get('bytes')}\n")
-        out.write(f"retries, errors:  {store.get('retries')}, {store.get('errors')}\n")
+        requests = store.get("requests") or {}
+        total = sum(requests.values()) if isinstance(requests, dict) else 0
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(requests.items()) if n)
+        rows.append(("store requests", f"{total} ({kinds})" if kinds else "0"))
+        rows.append(("store received", _size(store.get("bytes"))))
+        rows.append(("retries, errors", f"{store.get('retries')}, {store.get('errors')}"))
+    rows.append(("delivered to readers", _size(stats.get("read_bytes"))))
+    rows.append(
+        ("fetched ahead", f"{_size(stats.get('prefetched_bytes'))} (neighbours, readahead)")
+    )
+    rows.append(("containers open", str(stats.get("containers_open"))))
+    rows.append(("inodes", str(stats.get("inodes"))))
+    rows.append(("stale listings", str(stats.get("stale_listings", 0))))
     for key in sorted(stats):
-        if key not in ("source", "uptime_seconds", "store"):
-            out.write(f"{key + ':':<18}{stats[key]}\n")
+        value = stats[key]
+        if key.startswith("cache_") and isinstance(value, dict):
+            rows.append((f"cache {key[6:]}", _cache_line(value)))
+    index = stats.get("index_store")
+    if isinstance(index, dict):
+        rows.append(("index store", f"{index.get('hits')} hits, {index.get('misses')} misses, "
+                     f"{_size(index.get('bytes'))} on disk"))  # fmt: skip
+    width = max(len(name) for name, _ in rows) + 2
+    for name, value in rows:
+        out.write(f"{name + ':':<{width}}{value}\n")
+
+
+def _cache_line(cache: dict[str, object]) -> str:
+    return (
+        f"{cache.get('hits')} hits, {cache.get('misses')} misses, "
+        f"{cache.get('evictions')} evicted, {_size(cache.get('bytes'))} held"
+    )
+
+
+def _size(value: object) -> str:
+    if not isinstance(value, int):
+        return "unknown"
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if value >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value} B"
 
 
 @dataclass(slots=True)

@@ -19,7 +19,7 @@ import trio
 from desfs import __version__, logs
 from desfs.archive.engine import Archive
 from desfs.archive.sources import open_archive
-from desfs.commands import live, offline
+from desfs.commands import live, offline, verify
 from desfs.commands.helper import mount_words
 from desfs.commands.mount import add_mount_commands
 from desfs.commands.pack import add_pack_command
@@ -126,6 +126,7 @@ def _add_offline(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     ls.add_argument("paths", nargs="*", default=["/"], metavar="PATH", help="default: /")
     ls.add_argument("--all", "-a", action="store_true", help="show hidden names and why")
     ls.add_argument("--long", "-l", action="store_true", help="show sizes")
+    ls.add_argument("--json", action="store_true", help="a JSON list of objects (by PATH)")
     ls.set_defaults(handler=_run_ls)
 
     cat = sub.add_parser("cat", help="write a file's bytes to stdout")
@@ -143,6 +144,9 @@ def _add_offline(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     verify = sub.add_parser("verify", help="parse and decode everything; exit 1 on damage")
     add_source_options(verify, source="?")
+    verify.add_argument(
+        "--json", action="store_true", help="JSON lines: one per problem, then the summary"
+    )
     verify.set_defaults(handler=_run_verify)
 
 
@@ -155,6 +159,11 @@ def _open(args: argparse.Namespace) -> Archive:
 
 def _run_ls(args: argparse.Namespace) -> int:
     archive = _open(args)
+    if args.json:
+        found = {path: trio.run(offline.listing, archive, path, args.all) for path in args.paths}
+        document: object = found[args.paths[0]] if len(args.paths) == 1 else found
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+        return ExitCode.OK
     for i, path in enumerate(args.paths):
         if len(args.paths) > 1:
             # Like ls(1): a header per directory when several are listed.
@@ -191,7 +200,7 @@ def _run_verify(args: argparse.Namespace) -> int:
     if getattr(args, "log_level", None) is None:
         # verify reports every problem on a BAD line of its own: not twice.
         logging.getLogger("desfs.archive").setLevel(logging.ERROR)
-    report = trio.run(offline.verify, archive, sys.stdout, sys.stderr)
+    report = trio.run(verify.verify, archive, sys.stdout, sys.stderr, args.json)
     return ExitCode.PROBLEMS if report.problems else ExitCode.OK
 
 

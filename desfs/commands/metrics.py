@@ -74,7 +74,9 @@ class MetricsExporter(Collector):
         yield from _store_metrics(engine.store)
         yield from _cache_metrics(engine.caches)
         yield _counter(
-            "desfs_prefetch_bytes", "Bytes fetched ahead of reads", engine.prefetch_bytes
+            "desfs_prefetched_bytes",
+            "Bytes the store sent ahead of reads (neighbours, readahead)",
+            engine.prefetched_bytes,
         )
         yield _counter("desfs_read_bytes", "Bytes delivered to readers", engine.delivered_bytes)
         yield _gauge("desfs_containers_open", "Container indices in memory", engine.containers_open)

@@ -37,7 +37,7 @@ def add_mount_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         description="Mount SOURCE read-only at MOUNTPOINT. With --config, either may come "
         "from the file instead: `desfs mount --config FILE [[SOURCE] MOUNTPOINT]`.",
     )
-    add_source_options(mount, source="?")
+    add_source_options(mount, source="?", tuning=True)
     mount.add_argument("mountpoint", metavar="MOUNTPOINT", nargs="?")
     mount.add_argument(
         "--foreground", "-f", action="store_true", help="stay attached, log to stderr"

@@ -9,17 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sys
-from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
-from desfs.archive.catalog import ContainerRef
-from desfs.archive.containers import Container
 from desfs.archive.engine import Archive
 from desfs.archive.paths import DayDir, FileRef, Resolved, RootDir, ShardDir
-from desfs.errors import DesfsError, IsADirectory, NotFound
+from desfs.errors import IsADirectory, NotFound
 from desfs.format.model import Entry
-from desfs.fs.attributes import shard_xattrs
+from desfs.fs.attributes import shard_facts
 from desfs.namespace.tree import FileNode
 
 log = logging.getLogger(__name__)
@@ -27,45 +23,71 @@ log = logging.getLogger(__name__)
 _DAY = re.compile(r"[0-9]{4}-?[0-9]{2}-?[0-9]{2}", re.ASCII)
 
 
+Row = dict[str, object]
+
+
 async def ls(archive: Archive, path: str, show_all: bool, long: bool, out: TextIO) -> None:
+    """What `path` holds, one line each (`long`: with sizes)."""
+    for row in await listing(archive, path, show_all):
+        out.write(_line(row, long) + "\n")
+
+
+async def listing(archive: Archive, path: str, show_all: bool) -> list[Row]:
+    """What `path` holds, as `desfs ls --json` prints it: one object per name with its
+    "type" (day, shard, directory, file, or hidden with --all) and what is known of it."""
     target = await archive.resolve(path)
     if isinstance(target, FileRef):
-        out.write(_line(target.path.rpartition("/")[2], target.entry, long) + "\n")
-        return
+        return [_file_row(target.path.rpartition("/")[2], target.entry)]
     if isinstance(target, RootDir):
         days = await archive.days()
         if not days:
             log.warning("%s", empty_source(archive))
-        for day in days:
-            out.write(f"{day}/\n")
-        return
+        return [{"name": day, "type": "day"} for day in days]
     if isinstance(target, DayDir):
-        for shard, ref in await archive.shards(target.day):
-            out.write(f"{shard}/\t{ref.size}\t{ref.key}\n" if long else f"{shard}/\n")
-        return
-    _list_shard_dir(target, show_all, long, out)
+        return [
+            {"name": shard, "type": "shard", "size": ref.size, "container": ref.key}
+            for shard, ref in await archive.shards(target.day)
+        ]
+    return _shard_rows(target, show_all)
 
 
-def _list_shard_dir(target: ShardDir, show_all: bool, long: bool, out: TextIO) -> None:
+def _shard_rows(target: ShardDir, show_all: bool) -> list[Row]:
     tree = target.container.tree
+    rows: list[Row] = []
     for name, node in tree.listdir(target.path):
         if isinstance(node, FileNode):
-            out.write(_line(name, node.entry, long) + "\n")
+            rows.append(_file_row(name, node.entry))
         else:
-            out.write(f"{name}/\n")
+            rows.append({"name": name, "type": "directory"})
     if show_all and target.path == "":
         for hidden in tree.hidden:
-            out.write(f"{_show_raw(hidden.name)}\t(hidden: {hidden.reason})\n")
+            raw = hidden.name.decode("utf-8", "backslashreplace")
+            rows.append({"name": raw, "type": "hidden", "reason": str(hidden.reason)})
+    return rows
 
 
-def _line(name: str, entry: Entry, long: bool) -> str:
+def _file_row(name: str, entry: Entry) -> Row:
+    row: Row = {"name": name, "type": "file", "size": entry.size}
+    if entry.error:
+        row["error"] = entry.error
+    return row
+
+
+def _line(row: Row, long: bool) -> str:
+    name, kind = str(row["name"]), row["type"]
+    if kind == "hidden":
+        return f"{show_raw(name.encode('utf-8', 'surrogateescape'))}\t(hidden: {row['reason']})"
+    if kind in ("day", "directory"):
+        return f"{name}/"
+    if kind == "shard":
+        return f"{name}/\t{row['size']}\t{row['container']}" if long else f"{name}/"
     if not long:
         return name
-    note = f"\t(unreadable: {entry.error})" if entry.error else ""
-    return f"{entry.size}\t{name}{note}"
+    note = f"\t(unreadable: {row['error']})" if "error" in row else ""
+    return f"{row['size']}\t{name}{note}"
 
 
-def _show_raw(raw: bytes) -> str:
+def show_raw(raw: bytes) -> str:
     return json.dumps(raw.decode("utf-8", "backslashreplace"), ensure_ascii=False)
 
 
@@ -76,7 +98,7 @@ async def cat(archive: Archive, path: str, raw_name: bytes | None, out: BinaryIO
             raise NotFound("--name needs PATH to be a shard directory")
         entry = target.container.tree.by_raw_name(raw_name)
         if entry is None:
-            raise NotFound(f"no entry named {_show_raw(raw_name)} in {target.container.ref.key}")
+            raise NotFound(f"no entry named {show_raw(raw_name)} in {target.container.ref.key}")
         container = target.container
     elif isinstance(target, FileRef):
         entry, container = target.entry, target.container
@@ -101,12 +123,7 @@ def _describe(target: Resolved) -> dict[str, object]:
         return {"type": "day", "day": target.day}
     if isinstance(target, ShardDir):
         found: dict[str, object] = {"type": "directory", "path": target.path}
-        found.update(
-            {
-                k.removeprefix("user.des."): v.decode()
-                for k, v in shard_xattrs(target.container).items()
-            }
-        )
+        found.update(shard_facts(target.container))
         return found
     entry = target.entry
     meta: object = json.loads(entry.meta) if entry.meta and entry.error is None else {}
@@ -127,33 +144,6 @@ def _describe(target: Resolved) -> dict[str, object]:
     }
 
 
-@dataclass(slots=True)
-class VerifyReport:
-    containers: int = 0
-    entries: int = 0
-    bytes: int = 0
-    hidden: int = 0
-    problems: int = 0
-
-
-async def verify(archive: Archive, out: TextIO, err: TextIO = sys.stderr) -> VerifyReport:
-    report = VerifyReport()
-    if archive.single is not None:
-        single = archive.single
-        await _verify_opened(archive, single.key, await _try_open(archive, single), report, err)
-    else:
-        for day in await archive.days():
-            async for _, ref, opened in archive.walk(day):
-                await _verify_opened(archive, ref.key, opened, report, err)
-    out.write(
-        f"{report.containers} containers, {report.entries} entries, {report.bytes} bytes, "
-        f"{report.hidden} hidden names, {report.problems} problems\n"
-    )
-    if report.containers == 0 and report.problems == 0:
-        raise NotFound(empty_source(archive))
-    return report
-
-
 def empty_source(archive: Archive) -> str:
     """What was looked for in a source that shows no days, and a likely reason."""
     where = archive.describe()
@@ -165,47 +155,3 @@ def empty_source(archive: Archive) -> str:
     if _DAY.fullmatch(last):
         text += f"; {last!r} looks like a day: SOURCE is the folder that holds the days"
     return text
-
-
-async def _try_open(archive: Archive, ref: ContainerRef) -> Container | DesfsError:
-    try:
-        return await archive.open(ref)
-    except DesfsError as exc:
-        return exc
-
-
-async def _verify_opened(
-    archive: Archive,
-    key: str,
-    opened: Container | DesfsError,
-    report: VerifyReport,
-    err: TextIO,
-) -> None:
-    if isinstance(opened, DesfsError):
-        report.problems += 1
-        err.write(f"BAD {key}: {opened}\n")
-        return
-    report.containers += 1
-    report.hidden += len(opened.tree.hidden)
-    for entry in opened.index.entries:
-        await _verify_entry(archive, opened, entry, report, err)
-
-
-async def _verify_entry(
-    archive: Archive, container: Container, entry: Entry, report: VerifyReport, err: TextIO
-) -> None:
-    report.entries += 1
-    size = 0
-    try:
-        # Counted, never joined: an entry may be many GiB.
-        async for chunk in archive.chunks(container, entry):
-            size += len(chunk)
-    except DesfsError as exc:
-        report.problems += 1
-        err.write(f"BAD {container.ref.key} entry {_show_raw(entry.name)}: {exc}\n")
-        return
-    if size != entry.size:
-        report.problems += 1
-        err.write(f"BAD {container.ref.key} entry {_show_raw(entry.name)}: size mismatch\n")
-        return
-    report.bytes += size

@@ -72,7 +72,7 @@ def status_document(now: Snapshot, uptime: float) -> dict[str, object]:
         "containers_open": engine.containers_open,
         "inodes": now.inodes,
         "read_bytes": engine.delivered_bytes,
-        "prefetch_bytes": engine.prefetch_bytes,
+        "prefetched_bytes": engine.prefetched_bytes,
         "stale_listings": engine.stale_listings,
     }
     for name, cache in engine.caches.items():

@@ -65,7 +65,7 @@ def day_mtime_ns(day: str) -> int:
 
 
 def container_mtime_ns(ref: ContainerRef) -> int:
-    return int(ref.mtime * NS)
+    return ref.mtime_ns
 
 
 def entry_mtime_ns(ref: ContainerRef, entry: Entry) -> int:
@@ -135,17 +135,22 @@ def file_xattrs(container: Container, entry: Entry, external_key: str | None) ->
     return found
 
 
-def shard_xattrs(container: Container) -> dict[str, bytes]:
+def shard_facts(container: Container) -> dict[str, str | int]:
+    """A shard's container, typed: the `user.des.*` xattrs and `desfs stat` show these."""
     index = container.index
     return {
-        "user.des.container": container.ref.key.encode(),
-        "user.des.etag": container.etag.encode(),
-        "user.des.format": index.format.value.encode(),
-        "user.des.version": str(index.version).encode(),
-        "user.des.size": str(index.size).encode(),
-        "user.des.entries": str(len(index.entries)).encode(),
-        "user.des.hidden": str(container.tree.hidden_count).encode(),
+        "container": container.ref.key,
+        "etag": container.etag,
+        "format": index.format.value,
+        "version": index.version,
+        "size": index.size,
+        "entries": len(index.entries),
+        "hidden": container.tree.hidden_count,
     }
+
+
+def shard_xattrs(container: Container) -> dict[str, bytes]:
+    return {f"user.des.{k}": str(v).encode() for k, v in shard_facts(container).items()}
 
 
 def pick_xattr(values: dict[str, bytes], name: str) -> bytes:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
@@ -53,6 +54,7 @@ from desfs.namespace.tree import FileNode
 log = logging.getLogger(__name__)
 
 XATTR_PREFIX = "user.des."
+DOTS = 2  # "." and "..", the first two entries of every directory listing
 
 # Offers one readdir entry (name, attributes, id of the next entry); False: buffer full.
 Offer = Callable[[str, Attr, int], bool]
@@ -110,6 +112,8 @@ class DesFilesystem:
         self._files: dict[int, _Open] = {}
         self._handles = count(1)
         self._gone: list[Invalidation] = []
+        # The root's time before its first listing (then: midnight of its newest day).
+        self._started_ns = time.time_ns()
 
     # -- names -----------------------------------------------------------------------
 
@@ -153,20 +157,27 @@ class DesFilesystem:
         return fh
 
     def readdir(self, fh: int, start: int, offer: Offer) -> None:
-        """Offer the entries from `start` on until `offer` declines one.
+        """Offer the entries from `start` on until `offer` declines one: "." and ".."
+        first (`ls -a` shows them), then the children.
 
-        Every entry `offer` accepts counts as one kernel lookup (READDIRPLUS). While the
-        inode table is crowded, one entry per call: the kernel asks again, and the walk
-        cannot outrun the release of old entries.
+        Every child `offer` accepts counts as one kernel lookup (READDIRPLUS); "." and ".."
+        do not, the kernel links no entry for them. While the inode table is crowded, one
+        child per call: the kernel asks again, and the walk cannot outrun the release of
+        old entries.
         """
         listing = self._dirs.get(fh)
         if listing is None:
             return
         self._archive.tick()
-        for index in range(start, listing.size):
+        for index in range(start, DOTS):
+            ino = listing.ino if index == 0 else self.inodes.parent_of(listing.ino)
+            node = self.inodes.get(ino) or self._node(listing.ino)  # a parent forgotten
+            if not offer((".", "..")[index], self._attr(ino, node), index + 1):
+                return
+        for index in range(max(start, DOTS) - DOTS, listing.size):
             child = listing.child(index)
             ino = self.inodes.number(child.identity, child.preferred_ino)
-            if not offer(child.name, self._attr(ino, child.node), index + 1):
+            if not offer(child.name, self._attr(ino, child.node), index + DOTS + 1):
                 return
             self._remember(child, listing.ino)
             if self.inodes.crowded():
@@ -309,7 +320,9 @@ class DesFilesystem:
     def _attr(self, ino: int, node: Node) -> Attr:
         owner = self._owner
         if isinstance(node, RootDir):
-            return Attr.directory(ino, 0, owner, self._listing_ttl)
+            days = self._archive.known_days()
+            mtime = day_mtime_ns(days[-1]) if days else self._started_ns
+            return Attr.directory(ino, mtime, owner, self._listing_ttl)
         if isinstance(node, DayDir):
             return Attr.directory(ino, day_mtime_ns(node.day), owner, self._listing_ttl)
         if isinstance(node, ShardStub):

@@ -106,6 +106,11 @@ class InodeTable(Generic[N]):
         self._touch(parent, slot.epoch)
         return ino
 
+    def parent_of(self, ino: int) -> int:
+        """The directory a remembered node was looked up in (the root's is the root)."""
+        slot = self._slots.get(ino)
+        return ROOT_INODE if slot is None else slot.parent
+
     def known(self, identity: tuple[str, ...]) -> int | None:
         """The inode number of a remembered node, or None."""
         return self._by_identity.get(identity)

@@ -30,6 +30,8 @@ class PackOptions:
     sizes would exceed it. `empty_shards` also writes a zero-entry container for
     every shard that receives no file, as Datavision's multi-shard packer does.
     `metadata` maps entry names to JSON objects stored with those entries.
+    `keep_mtime` adds each file's modification time to its metadata ("mtime", ISO 8601
+    UTC), which the mount shows as the file's time; modes are never kept (files are 0444).
     """
 
     format: Format
@@ -43,6 +45,7 @@ class PackOptions:
     shard_bits: int | None = None
     empty_shards: bool = False
     overwrite: bool = False
+    keep_mtime: bool = False
 
     def __post_init__(self) -> None:
         if self.format is Format.DESHEAD1:

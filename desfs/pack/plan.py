@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from desfs.errors import DesfsError, UsageError
@@ -47,6 +48,7 @@ class PackReport:
     containers: tuple[WrittenFile, ...]
     big_files: tuple[WrittenFile, ...]
     skipped: tuple[str, ...]  # source names that are not regular files
+    empty_dirs: tuple[str, ...]  # source directories with nothing to pack
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +102,12 @@ def load_metadata(path: Path) -> dict[str, dict[str, object]]:
     return document
 
 
-def pack_directory(source: Path, out: Path, options: PackOptions) -> PackReport:
+Progress = Callable[[int, int], None]  # (files written, files in all)
+
+
+def pack_directory(
+    source: Path, out: Path, options: PackOptions, progress: Progress | None = None
+) -> PackReport:
     """Pack every regular file under `source` into containers under `out`."""
     if out.resolve().is_relative_to(source.resolve()):
         raise UsageError(f"output {str(out)!r} must not lie inside the source {str(source)!r}")
@@ -108,10 +115,12 @@ def pack_directory(source: Path, out: Path, options: PackOptions) -> PackReport:
         tree = scan_source(source)
     except OSError as exc:
         raise as_desfs_error(exc) from exc
-    return pack_tree(tree, out, options)
+    return pack_tree(tree, out, options, progress)
 
 
-def pack_tree(tree: SourceTree, out: Path, options: PackOptions) -> PackReport:
+def pack_tree(
+    tree: SourceTree, out: Path, options: PackOptions, progress: Progress | None = None
+) -> PackReport:
     """Pack an already scanned source tree; a file that changed since the scan fails it."""
     _check_metadata_names(options.metadata, tree.files)
     if options.format is Format.DESHEAD1:
@@ -120,8 +129,21 @@ def pack_tree(tree: SourceTree, out: Path, options: PackOptions) -> PackReport:
         plan = _plan_des(tree.files, options)
     if not options.overwrite:
         _refuse_existing(out, plan, options)
-    containers, big_files = _write_all(out, plan, options)
-    return PackReport(containers, big_files, tree.skipped)
+    counter = _Counter(len(tree.files), progress)
+    containers, big_files = _write_all(out, plan, options, counter)
+    return PackReport(containers, big_files, tree.skipped, tree.empty_dirs)
+
+
+@dataclass(slots=True)
+class _Counter:
+    total: int
+    report: Progress | None
+    done: int = 0
+
+    def one(self) -> None:
+        self.done += 1
+        if self.report is not None:
+            self.report(self.done, self.total)
 
 
 def _check_metadata_names(metadata: Mapping[str, object], files: tuple[SourceFile, ...]) -> None:
@@ -190,11 +212,11 @@ def _refuse_existing(out: Path, plan: list[_Planned], options: PackOptions) -> N
         ]
     for key in keys:
         if (out / key).exists() or (out / key).is_symlink():
-            raise UsageError(f"{str(out / key)!r} already exists (pass overwrite to replace it)")
+            raise UsageError(f"{str(out / key)!r} already exists (use --overwrite to replace it)")
 
 
 def _write_all(
-    out: Path, plan: list[_Planned], options: PackOptions
+    out: Path, plan: list[_Planned], options: PackOptions, counter: _Counter
 ) -> tuple[tuple[WrittenFile, ...], tuple[WrittenFile, ...]]:
     staging = Staging()
     containers: list[WrittenFile] = []
@@ -204,7 +226,7 @@ def _write_all(
             (out / options.day.isoformat()).mkdir(parents=True, exist_ok=True)
         for planned in plan:
             writer = _write_datavision if options.format is Format.DESHEAD1 else _write_des
-            containers.append(writer(out, planned, options, staging, big_files))
+            containers.append(writer(out, planned, options, staging, big_files, counter))
         staging.commit()
     except OSError as exc:
         staging.abort()
@@ -216,12 +238,18 @@ def _write_all(
 
 
 def _write_datavision(
-    out: Path, planned: _Planned, options: PackOptions, staging: Staging, big: list[WrittenFile]
+    out: Path,
+    planned: _Planned,
+    options: PackOptions,
+    staging: Staging,
+    big: list[WrittenFile],
+    counter: _Counter,
 ) -> WrittenFile:
     with staging.file(out / planned.key) as handle:
         writer = DesHead1Writer(handle)
         for source in planned.files:
-            meta = options.metadata.get(source.name)
+            counter.one()
+            meta = _meta(options, source)
             with _naming(source):
                 if source.size < options.big_threshold:
                     with open_source(source) as reader:
@@ -237,12 +265,18 @@ def _write_datavision(
 
 
 def _write_des(
-    out: Path, planned: _Planned, options: PackOptions, staging: Staging, big: list[WrittenFile]
+    out: Path,
+    planned: _Planned,
+    options: PackOptions,
+    staging: Staging,
+    big: list[WrittenFile],
+    counter: _Counter,
 ) -> WrittenFile:
     with staging.file(out / planned.key) as handle:
         writer = Des2Writer(handle, options.codec, options.level, options.smart_skip)
         for source in planned.files:
-            meta = options.metadata.get(source.name)
+            counter.one()
+            meta = _meta(options, source)
             with _naming(source):
                 if source.size <= options.big_threshold:
                     with open_source(source) as reader:
@@ -254,6 +288,14 @@ def _write_des(
                 big.append(WrittenFile(f"_bigFiles/{sha256}", source.size))
         size = writer.close()
     return WrittenFile(planned.key, size, writer.entry_count)
+
+
+def _meta(options: PackOptions, source: SourceFile) -> Mapping[str, object] | None:
+    meta = options.metadata.get(source.name)
+    if not options.keep_mtime:
+        return meta
+    moment = datetime.fromtimestamp(source.mtime_ns / 1e9, UTC)
+    return {**(meta or {}), "mtime": moment.isoformat().replace("+00:00", "Z")}
 
 
 @contextmanager

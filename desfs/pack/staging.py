@@ -37,12 +37,14 @@ class SourceFile:
     name: str
     path: Path
     size: int
+    mtime_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class SourceTree:
     files: tuple[SourceFile, ...]  # sorted by name
     skipped: tuple[str, ...]  # names that are not regular files (links, devices, FIFOs)
+    empty_dirs: tuple[str, ...] = ()  # directories with nothing in them: a container has none
 
 
 def scan_source(root: Path) -> SourceTree:
@@ -53,21 +55,25 @@ def scan_source(root: Path) -> SourceTree:
         raise NotADirectory(f"source {str(root)!r} is not a directory")
     files: list[SourceFile] = []
     skipped: list[str] = []
+    empty: list[str] = []
     pending = [(root, "")]
     while pending:
         directory, prefix = pending.pop()
         with os.scandir(directory) as listing:
-            for item in listing:
+            items = list(listing)
+            if not items and prefix:
+                empty.append(prefix.rstrip("/"))
+            for item in items:
                 name = _entry_name(prefix + item.name)
                 if item.is_dir(follow_symlinks=False):
                     pending.append((Path(item.path), name + "/"))
                 elif item.is_file(follow_symlinks=False):
-                    size = item.stat(follow_symlinks=False).st_size
-                    files.append(SourceFile(name, Path(item.path), size))
+                    info = item.stat(follow_symlinks=False)
+                    files.append(SourceFile(name, Path(item.path), info.st_size, info.st_mtime_ns))
                 else:
                     skipped.append(name)
     files.sort(key=lambda f: f.name)
-    return SourceTree(tuple(files), tuple(sorted(skipped)))
+    return SourceTree(tuple(files), tuple(sorted(skipped)), tuple(sorted(empty)))
 
 
 def _entry_name(relative: str) -> str:

@@ -34,8 +34,13 @@ IGNORED_OPTIONS = frozenset(
 SECRET_OPTIONS = frozenset(path.rpartition(".")[2] for path in SECRETS)
 
 
-def add_source_options(parser: argparse.ArgumentParser, source: str | None = None) -> None:
-    """SOURCE (`source` is its nargs; None: required), --config and the source-wide flags."""
+def add_source_options(
+    parser: argparse.ArgumentParser, source: str | None = None, tuning: bool = False
+) -> None:
+    """SOURCE (`source` is its nargs; None: required), --config and the source-wide flags.
+
+    Cache tuning is accepted by every command but listed in the help of those it matters
+    to (`tuning`: the mount), so `desfs ls --help` shows what `ls` is about."""
     parser.add_argument(
         "source",
         metavar="SOURCE",
@@ -45,11 +50,12 @@ def add_source_options(parser: argparse.ArgumentParser, source: str | None = Non
     parser.add_argument("--config", metavar="FILE", help="YAML settings (config.example.yaml)")
     groups = {
         "s3": parser.add_argument_group("S3 (defaults from the standard AWS environment)"),
-        "": parser.add_argument_group("layout and caches"),
+        "": parser.add_argument_group("layout and caches" if tuning else "layout"),
     }
     for key in KEYS:
         if key.scope == "source" and key.flag:
-            add_key_flag(groups["s3" if key.section == "s3" else ""], key)
+            quiet = not tuning and key.section == "cache"
+            add_key_flag(groups["s3" if key.section == "s3" else ""], key, quiet)
 
 
 def add_mount_flags(parser: argparse.ArgumentParser) -> None:
@@ -59,9 +65,10 @@ def add_mount_flags(parser: argparse.ArgumentParser) -> None:
             add_key_flag(group, key)
 
 
-def add_key_flag(parser: argparse._ActionsContainer, key: Key) -> None:
+def add_key_flag(parser: argparse._ActionsContainer, key: Key, quiet: bool = False) -> None:
     assert key.flag is not None
     text = f"{key.help} (config: {key.path}; default: {key.kind.show(key.default)})"
+    text = argparse.SUPPRESS if quiet else text
     if key.const is not None:
         parser.add_argument(key.flag, action="store_const", const=key.const, help=text)
     elif isinstance(key.kind, Flag):

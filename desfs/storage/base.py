@@ -19,7 +19,7 @@ class ObjectInfo:
     key: str
     size: int
     etag: str  # S3 ETag without quotes; local: "<size>-<mtime_ns>"
-    mtime: float  # seconds since the epoch
+    mtime_ns: int  # nanoseconds since the epoch, exact
 
 
 @dataclass(frozen=True, slots=True)

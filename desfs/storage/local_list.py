@@ -188,7 +188,7 @@ def _object_info(root: Path, key: str, path: str) -> ObjectInfo | None:
     st = _file_stat(root, path)
     if st is None:
         return None
-    return ObjectInfo(key, st.st_size, local_etag(st), st.st_mtime_ns / 1e9)
+    return ObjectInfo(key, st.st_size, local_etag(st), st.st_mtime_ns)
 
 
 def local_etag(st: os.stat_result) -> str:

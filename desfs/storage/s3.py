@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import boto3
@@ -181,7 +182,7 @@ class S3Storage:
     def _page(self, reply: Any) -> ListPage:
         cut = len(self.settings.prefix)
         objects = tuple(
-            ObjectInfo(c["Key"][cut:], c["Size"], unquote(c["ETag"]), c["LastModified"].timestamp())
+            ObjectInfo(c["Key"][cut:], c["Size"], unquote(c["ETag"]), _ns(c["LastModified"]))
             for c in reply.get("Contents", ())
             if len(c["Key"]) > cut
         )
@@ -292,3 +293,9 @@ def _endpoint(client: S3Client) -> str:
     scheme, _, rest = url.partition("://")
     host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
     return f"{scheme}://{host}"
+
+
+def _ns(moment: datetime) -> int:
+    """A listing's LastModified as exact nanoseconds (no float rounding)."""
+    whole = int(moment.replace(microsecond=0).timestamp())
+    return whole * 1_000_000_000 + moment.microsecond * 1000

@@ -36,7 +36,7 @@ def _loader(proxy: S3Proxy, bucket: str) -> ContainerLoader:
 
 
 def _ref(key: str, size: int, etag: str) -> ContainerRef:
-    return ContainerRef(ContainerName(key, "2024-12-03", "s0", Layout.DATAVISION), size, etag, 0.0)
+    return ContainerRef(ContainerName(key, "2024-12-03", "s0", Layout.DATAVISION), size, etag, 0)
 
 
 @pytest.fixture

@@ -81,3 +81,44 @@ def test_cat_of_one_container_file_reads_its_external_payload() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout == (case / "bucket/2024-12-06/_bigFiles/large.bin").read_bytes()
+
+
+def test_ls_and_verify_speak_json_and_stat_one_schema(tmp_path: Path) -> None:
+    import json
+
+    listed = json.loads(desfs("ls", "@sample", f"/{DAY}/0", "--json").stdout)
+    assert {row["type"] for row in listed} == {"directory"}
+    files = json.loads(desfs("ls", "@sample", f"/{DAY}/0/invoices", "--json", "--all").stdout)
+    assert all(row["type"] == "file" and isinstance(row["size"], int) for row in files)
+    shard = json.loads(desfs("stat", "@sample", f"/{DAY}/0").stdout)
+    assert isinstance(shard["entries"], int) and isinstance(shard["size"], int)
+    (tmp_path / DAY).mkdir()
+    (tmp_path / DAY / "bad.des").write_bytes(b"DESHEAD1\x01" + bytes(200))
+    done = desfs("verify", str(tmp_path), "--json")
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert lines[0]["problem"]["container"] == f"{DAY}/bad.des"
+    assert lines[-1]["summary"]["problems"] == 1
+    assert done.returncode == ExitCode.PROBLEMS
+
+
+def test_pack_reports_what_it_leaves_out_and_can_keep_mtimes(tmp_path: Path) -> None:
+    import json
+
+    src = tmp_path / "src"
+    (src / "empty").mkdir(parents=True)
+    (src / "a.txt").write_text("a")
+    os.utime(src / "a.txt", (1_600_000_000, 1_600_000_000))
+    (src / "link").symlink_to(src / "a.txt")
+    done = desfs("pack", str(src), str(tmp_path / "out"), "--day", DAY, "--keep-mtime")
+    assert done.returncode == 0, done.stderr
+    assert "left out 1 not regular files (links are not followed): link" in done.stderr
+    assert "left out 1 empty directories (a container holds files only): empty" in done.stderr
+    (path,) = [
+        row["name"] for row in json.loads(desfs("ls", str(tmp_path / "out"), "--json").stdout)
+    ]
+    shard = json.loads(desfs("ls", str(tmp_path / "out"), f"/{path}", "--json").stdout)[0]["name"]
+    meta = json.loads(desfs("stat", str(tmp_path / "out"), f"/{path}/{shard}/a.txt").stdout)["meta"]
+    assert meta["mtime"].startswith("2020-09-13T12:26:40")
+    again = desfs("pack", str(src), str(tmp_path / "out"), "--day", DAY)
+    assert again.returncode == ExitCode.USAGE
+    assert "use --overwrite to replace it" in again.stderr

@@ -121,3 +121,8 @@ def test_status_and_warm(mounted: tuple[Mounted, S3Proxy, int], bucket: dict[str
         capture_output=True, text=True, timeout=30, check=True,
     ).stdout  # fmt: skip
     assert "store requests:" in human and "get_range" in human
+    # People get aligned lines with sizes, not Python dicts.
+    assert "{" not in human and "'" not in human, human
+    value_columns = {len(line) - len(line.split(":", 1)[1].lstrip()) for line in human.splitlines()}
+    assert len(value_columns) == 1, human
+    assert "cache payloads:" in human and "held" in human

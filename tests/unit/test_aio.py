@@ -43,7 +43,7 @@ class GatedStorage:
     def list_page(self, prefix: str, delimiter: str, token: str | None) -> ListPage:
         self._enter()
         number = int(token or 0)
-        info = ObjectInfo(f"{prefix}{number}", 1, "e", 0.0)
+        info = ObjectInfo(f"{prefix}{number}", 1, "e", 0)
         return ListPage((info,), (), str(number + 1) if number < 2 else None)
 
     def read_range(self, key: str, start: int, end: int, etag: str | None) -> bytes:

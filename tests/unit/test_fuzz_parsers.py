@@ -449,7 +449,9 @@ def test_payload_stream_on_any_frame(
 
 # -- stat values from hostile entries (regressions) -------------------------------------------
 
-REF = ContainerRef(ContainerName("c.des", "2024-12-03", "c", Layout.DATAVISION), 100, "e", 1.5)
+REF = ContainerRef(
+    ContainerName("c.des", "2024-12-03", "c", Layout.DATAVISION), 100, "e", 1_500_000_000
+)
 TIME_VALUES = st.one_of(
     st.integers(-(10**20), 10**20),
     st.floats(),
