@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.desfs-installed
 MNT    ?= $(CURDIR)/mnt
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint typecheck unit bench bench-quick clean
+.PHONY: setup demo test lint typecheck unit bench bench-quick clean install uninstall
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	scripts/bootstrap.sh
@@ -38,6 +38,14 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(PY) -m bench.run --mode quick
+
+## Install for the whole system (/opt/desfs, /usr/local/bin, /sbin, units, man pages,
+## completion); `make uninstall` removes it. Both take PREFIX, BINDIR, ... (scripts/install.sh).
+install:
+	scripts/install.sh
+
+uninstall:
+	scripts/uninstall.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

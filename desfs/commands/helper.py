@@ -7,6 +7,7 @@ A pure argv translation: mount(8) runs `mount.desfs SOURCE MOUNTPOINT [-sfnv] [-
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 
 from desfs.errors import UsageError
@@ -58,3 +59,33 @@ def mount_words(argv: list[str]) -> list[str]:
     words = ["--log-level", "info"] if "-v" in call.flags else []
     words += ["mount", *(["-o", ",".join(kept)] if kept else []), "--", *call.positional]
     return words
+
+
+def helper_parser() -> argparse.ArgumentParser:
+    """What `mount.desfs --help` prints and its man page says; the arguments themselves
+    are read by `parse_helper_argv`, which follows mount(8)'s conventions."""
+    parser = argparse.ArgumentParser(
+        prog="mount.desfs",
+        usage="mount.desfs SOURCE MOUNTPOINT [-sfnv] [-o OPTIONS]",
+        description="Mount a desfs archive read-only; mount(8) runs this helper for fstab "
+        "lines of type desfs (and, linked as mount.fuse.desfs, fuse.desfs). It returns once "
+        "the mount answers, leaving the daemon running, or fails with a one-line reason and "
+        "the exit code of `desfs mount`.",
+        epilog="Example fstab line: s3://bucket/prefix /mnt/archive desfs "
+        "config=/etc/desfs/archive.yaml,_netdev 0 0. See docs/OPERATIONS.md.",
+    )
+    parser.add_argument(
+        "source", metavar="SOURCE", help="directory, s3://bucket/prefix, or @config"
+    )
+    parser.add_argument("mountpoint", metavar="MOUNTPOINT", help="an empty directory")
+    parser.add_argument(
+        "-o", metavar="OPTIONS",
+        help="comma-separated: every desfs mount flag as name or name=value (listing_ttl=30, "
+        "allow_other, uid=1000), config=FILE, debug; mount(8)'s own options (ro, rw, _netdev, "
+        "nofail, noauto, x-*) are accepted and the mount is always read-only",
+    )  # fmt: skip
+    parser.add_argument("-s", action="store_true", help="sloppy: drop options desfs does not know")
+    parser.add_argument("-v", action="store_true", help="log at info level")
+    parser.add_argument("-f", action="store_true", help="fake: accepted, as mount(8) passes it")
+    parser.add_argument("-n", action="store_true", help="no mtab: accepted (there is none)")
+    return parser

@@ -86,7 +86,10 @@ def read_stats(mountpoint: Path) -> dict[str, object]:
 
 def print_status(stats: dict[str, object], out: TextIO) -> None:
     """The counters for people: aligned lines, sizes in KiB/MiB/GiB (`--json`: all of them)."""
-    rows = [("source", str(stats.get("source"))), ("uptime", f"{stats.get('uptime_seconds')} s")]
+    rows = [
+        ("source", str(stats.get("source"))),
+        ("daemon", f"pid {stats.get('pid')}, up {stats.get('uptime_seconds')} s"),
+    ]
     store = stats.get("store")
     if isinstance(store, dict):
         requests = store.get("requests") or {}

@@ -20,7 +20,8 @@ from desfs import __version__, logs
 from desfs.archive.engine import Archive
 from desfs.archive.sources import open_archive
 from desfs.commands import live, offline, verify
-from desfs.commands.helper import mount_words
+from desfs.commands.helper import helper_parser, mount_words
+from desfs.commands.manuals import SHELLS, completion
 from desfs.commands.mount import add_mount_commands
 from desfs.commands.pack import add_pack_command
 from desfs.errors import DesfsError, ExitCode, UsageError
@@ -68,10 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_pack_command(sub)
     add_mount_commands(sub)
     _add_ops(sub)
+    shell = sub.add_parser("completion", help="print a bash or zsh completion script")
+    shell.add_argument("shell", choices=SHELLS)
+    shell.set_defaults(handler=lambda args: _run_completion(parser, args.shell))
     for command in sub.choices.values():
         # Before or after the command word, as people type them.
         _add_log_flags(command, argparse.SUPPRESS)
     return parser
+
+
+def _run_completion(parser: argparse.ArgumentParser, shell: str) -> int:
+    sys.stdout.write(completion(parser, shell))
+    return ExitCode.OK
 
 
 def _add_log_flags(parser: argparse.ArgumentParser, default: object) -> None:
@@ -93,6 +102,9 @@ def _add_ops(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status = sub.add_parser("status", help="live counters of a mounted desfs")
     status.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
     status.add_argument("--json", action="store_true", help="the raw JSON")
+    status.add_argument(
+        "--pid", action="store_true", help="only the daemon's process id (for kill -USR1/USR2)"
+    )
     status.set_defaults(handler=_run_status)
 
     warm = sub.add_parser("warm", help="load a day's indices (and data) into a mount's caches")
@@ -104,7 +116,9 @@ def _add_ops(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _run_status(args: argparse.Namespace) -> int:
     stats = live.read_stats(args.mountpoint)
-    if args.json:
+    if args.pid:
+        print(stats.get("pid"))
+    elif args.json:
         print(json.dumps(stats, indent=2, sort_keys=True))
     else:
         live.print_status(stats, sys.stdout)
@@ -223,6 +237,9 @@ def _called_by_mount_fuse(words: list[str]) -> bool:
 
 def mount_helper(argv: list[str]) -> int:
     """Run a mount(8)-style helper call (`mount.desfs` or mount.fuse3's) as `desfs mount`."""
+    if "-h" in argv or "--help" in argv:
+        helper_parser().print_help()
+        return ExitCode.OK
     try:
         words = mount_words(argv)
     except UsageError as exc:

@@ -67,6 +67,7 @@ def status_document(now: Snapshot, uptime: float) -> dict[str, object]:
     engine = now.engine
     found: dict[str, object] = {
         "source": engine.source,
+        "pid": os.getpid(),
         "uptime_seconds": round(uptime, 1),
         "store": engine.store.as_dict(),
         "containers_open": engine.containers_open,
