@@ -58,6 +58,7 @@ class ContainerRef:
     etag: str
     mtime_ns: int
     sidecar: ObjectInfo | None = None
+    listed: bool = True  # False: found by routing (its sidecar, if any, is unknown)
 
     @property
     def key(self) -> str:
@@ -98,6 +99,13 @@ class Catalog:
         self._days: LRUCache[str, tuple[float, DayListing]] = LRUCache(maxsize=DAYS_KEPT)
         self._flights: SingleFlight[str, object] = SingleFlight()
         self._stale = StaleIfError(storage.describe(), self._ttl, clock)
+
+    async def layouts(self, day: str) -> frozenset[Layout]:
+        """The layouts that hold `day` (from the root listing; NotFound for no such day)."""
+        root = await self._root_view()
+        if day not in root.days:
+            raise NotFound(f"no day {day!r} in {self._storage.describe()}")
+        return frozenset(root.days[day])
 
     def known_days(self) -> tuple[str, ...]:
         """The days of the last root listing, however old; no I/O."""

@@ -15,20 +15,35 @@ from dataclasses import dataclass
 import trio
 
 from desfs.archive.catalog import Catalog, ContainerRef
-from desfs.archive.containers import Container, ContainerLoader
+from desfs.archive.containers import ContainerLoader
+from desfs.archive.opened import Container
 from desfs.archive.paths import DayDir, Resolved, RootDir, resolve_in
 from desfs.archive.readahead import Stream
 from desfs.archive.reader import EntryReader
+from desfs.archive.routes import Routes
 from desfs.archive.walk import ShardWalk, open_ahead
 from desfs.cache.lru import LruStats
 from desfs.cache.persistent import IndexStore, IndexStoreStats
-from desfs.errors import DesfsError, NotFound, ObjectChanged
+from desfs.errors import DesfsError, NotFound, ObjectChanged, ObjectMissing
 from desfs.format.model import Entry
+from desfs.namespace.layout import ContainerName
+from desfs.namespace.tree import Hide
 from desfs.settings.sections import ArchiveSettings
 from desfs.storage.aio import AsyncStorage
 from desfs.storage.counters import CounterSnapshot
 
 CHUNK = 1024 * 1024  # bytes per step when a whole entry is streamed (cat, verify)
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """A file found by name and day: its container, its entry, and why it is hidden (a
+    tombstoned UID, for one) or None when the mount shows it."""
+
+    day: str
+    container: Container
+    entry: Entry
+    hidden: Hide | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +76,7 @@ class Archive:
         )
         self._reader = EntryReader(storage, settings.cache, settings.layout)
         self._walk = ShardWalk()
+        self._routes = Routes(settings.routing, settings.cache.listing_ttl)
 
     @property
     def single(self) -> ContainerRef | None:
@@ -85,6 +101,7 @@ class Archive:
     async def shards(self, day: str) -> list[tuple[str, ContainerRef]]:
         """The shards of `day` in name order, without containers known to be partial."""
         listing = await self._catalog.day(day)
+        self._routes.learn(listing.shards)
         return [
             (shard, ref)
             for shard, ref in listing.shards.items()
@@ -152,6 +169,40 @@ class Archive:
                 yield shard, ref, await self.open_to_list(ref)
             except DesfsError as exc:
                 yield shard, ref, exc
+
+    async def locate(self, day: str, name: str) -> Located:
+        """The file `name` of `day`, found by the writers' routing (archive.routes): no
+        LIST of the day, one container open per candidate tried (none when warm)."""
+        layouts = await self._catalog.layouts(day)
+        groups = self._routes.candidates(day, layouts, name)
+        if not groups:
+            raise NotFound(
+                f"cannot route {name!r} on {day}: set routing.des_n_bits or "
+                "routing.datavision_shard_bits (docs/OPERATIONS.md)"
+            )
+        raw = name.encode("utf-8", "surrogateescape")
+        for group in groups:
+            for candidate in group:
+                container = await self._open_routed(candidate)
+                if container is None:
+                    break  # no such part: none after it either
+                entry = container.tree.by_raw_name(raw)
+                if entry is not None:
+                    hidden = container.tree.why_hidden(entry.position)
+                    return Located(day, container, entry, hidden)
+        raise NotFound(f"no {name!r} on {day}")
+
+    async def _open_routed(self, name: ContainerName) -> Container | None:
+        known, ref = self._routes.known(name.key)
+        if known:
+            return None if ref is None else await self.open(ref)
+        try:
+            container = await self._loader.load_routed(name)
+        except ObjectMissing:
+            self._routes.note(name.key, None)
+            return None
+        self._routes.note(name.key, container.ref)
+        return container
 
     # -- paths and bytes -----------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from desfs.archive.containers import Container
+from desfs.archive.opened import Container
 from desfs.errors import EntryError
 from desfs.format.model import Entry
 from desfs.namespace.layout import external_key

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from desfs.archive.containers import Container
+from desfs.archive.opened import Container
 from desfs.errors import NotADirectory, NotFound
 from desfs.format.model import Entry
 from desfs.namespace.tree import DirNode, FileNode

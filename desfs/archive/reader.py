@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import trio
 
-from desfs.archive.containers import Container
 from desfs.archive.decoded import DecodedBlocks
 from desfs.archive.external import ExternalObject, ExternalPayloads
+from desfs.archive.opened import Container
 from desfs.archive.readahead import Readahead, Stream
 from desfs.cache.lru import ByteLRU, LruStats
 from desfs.cache.ranges import BlockKey, ObjectRef

@@ -21,7 +21,6 @@ from desfs.archive.engine import Archive
 from desfs.archive.sources import open_archive
 from desfs.commands import live, offline, verify
 from desfs.commands.helper import helper_parser, mount_words
-from desfs.commands.manuals import SHELLS, completion
 from desfs.commands.mount import add_mount_commands
 from desfs.commands.pack import add_pack_command
 from desfs.errors import DesfsError, ExitCode, UsageError
@@ -78,8 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SHELLS = ("bash", "zsh")
+
+
 def _run_completion(parser: argparse.ArgumentParser, shell: str) -> int:
-    sys.stdout.write(completion(parser, shell))
+    import shtab  # only this command needs it
+
+    sys.stdout.write(shtab.complete(parser, shell=shell))
     return ExitCode.OK
 
 

@@ -1,7 +1,7 @@
-"""Man pages and shell completion, generated from the argument parsers themselves, so they
-never disagree with `--help`: `python -m desfs.commands.manuals DIR` writes
-`man1/desfs.1` and `man8/mount.desfs.8` (argparse-manpage, the `install` extra), and
-`desfs completion bash|zsh` prints a completion script (shtab)."""
+"""Man pages, generated from the argument parsers themselves, so they never disagree with
+`--help`: `python -m desfs.commands.manuals DIR` writes `man1/desfs.1` and
+`man8/mount.desfs.8` (argparse-manpage, the `install` extra). Shell completion comes from
+the same parsers: `desfs completion bash|zsh` (shtab)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,7 @@ from pathlib import Path
 
 from desfs import __version__
 from desfs.commands.helper import helper_parser
-
-SHELLS = ("bash", "zsh")
-
-
-def completion(parser: argparse.ArgumentParser, shell: str) -> str:
-    import shtab
-
-    script: str = shtab.complete(parser, shell=shell)
-    return script
+from desfs.commands.main import build_parser
 
 
 def write_manuals(parser: argparse.ArgumentParser, directory: Path) -> list[Path]:
@@ -40,8 +32,6 @@ def write_manuals(parser: argparse.ArgumentParser, directory: Path) -> list[Path
 
 
 def main() -> int:
-    from desfs.commands.main import build_parser
-
     if len(sys.argv) != 2:
         print("usage: python -m desfs.commands.manuals DIRECTORY", file=sys.stderr)
         return 2

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 from typing import TextIO
 
 from desfs.archive.catalog import ContainerRef
-from desfs.archive.containers import Container
 from desfs.archive.engine import Archive
+from desfs.archive.opened import Container
 from desfs.commands.offline import empty_source, show_raw
 from desfs.errors import DesfsError, NotFound
 from desfs.format.model import Entry

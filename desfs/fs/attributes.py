@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from desfs.archive.catalog import ContainerRef
-from desfs.archive.containers import Container
+from desfs.archive.opened import Container
 from desfs.errors import DesfsError, NoAttribute
 from desfs.format.model import Codec, Entry
 

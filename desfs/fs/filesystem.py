@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from itertools import count
 
 from desfs.archive.catalog import ContainerRef
-from desfs.archive.containers import Container
 from desfs.archive.engine import Archive
+from desfs.archive.opened import Container
 from desfs.archive.paths import DayDir, RootDir
 from desfs.archive.readahead import Stream
 from desfs.errors import NoAttribute, NotADirectory, NotFound, PartialContainer

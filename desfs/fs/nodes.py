@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from desfs.archive.catalog import ContainerRef
-from desfs.archive.containers import Container
+from desfs.archive.opened import Container
 from desfs.archive.paths import DayDir, RootDir
 from desfs.format.model import Entry
 from desfs.fs.inodes import entry_inode, hashed_inode, shard_inode

@@ -316,6 +316,11 @@ class ShardTree:
         position = self._positions.get(name)
         return None if position is None else self._entries[position]
 
+    def why_hidden(self, position: int) -> Hide | None:
+        """Why the entry at `position` is not exposed; None when it is."""
+        code = self._hide[position]
+        return Hide(code) if code else None
+
     def _dir_id(self, directory: str | DirNode) -> int | None:
         if isinstance(directory, DirNode):
             found = directory.id

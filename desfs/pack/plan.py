@@ -9,9 +9,7 @@ A run writes everything or nothing: see `desfs.pack.staging.Staging`.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +21,12 @@ from desfs.format.des2_writer import Des2Writer
 from desfs.format.deshead1_writer import DesHead1Writer
 from desfs.format.model import Format
 from desfs.format.writer import copy_exact
+from desfs.namespace.routing import (
+    datavision_shard_token,
+    des_shard_hex,
+    des_shard_index,
+    shard_from_name,
+)
 from desfs.pack.options import PackOptions
 from desfs.pack.staging import (
     SourceFile,
@@ -55,35 +59,6 @@ class PackReport:
 class _Planned:
     key: str
     files: tuple[SourceFile, ...]
-
-
-def shard_from_name(name: str, bits: int) -> int:
-    """Datavision shard: the top `bits` bits of SHA-256(name)[:4] as big-endian u32."""
-    if not 1 <= bits <= 32:
-        raise UsageError(f"Datavision shard bits must be 1..32, not {bits}")
-    prefix = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:4], "big")
-    return prefix >> (32 - bits)
-
-
-def datavision_shard_token(shard: int, bits: int) -> str:
-    return f"{shard:0{(bits + 3) // 4}x}"
-
-
-def des_shard_index(uid: str, n_bits: int) -> int:
-    """DES routing: decimal UIDs modulo 2^n, others the low n bits of CRC-32."""
-    if not 4 <= n_bits <= 16:
-        raise UsageError(f"DES n_bits must be 4..16, not {n_bits}")
-    if uid.isdigit():
-        try:
-            return int(uid) % (1 << n_bits)
-        except ValueError as exc:  # e.g. superscript digits: upstream cannot route them
-            raise UsageError(f"DES routing cannot place the name {uid!r}") from exc
-    return zlib.crc32(uid.encode("utf-8")) & ((1 << n_bits) - 1)
-
-
-def des_shard_hex(index: int, n_bits: int) -> str:
-    # Upstream pads to n_bits // 4 digits (floor), so widths vary when n_bits % 4 != 0.
-    return f"{index:0{max(1, n_bits // 4)}X}"
 
 
 def load_metadata(path: Path) -> dict[str, dict[str, object]]:

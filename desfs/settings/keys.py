@@ -28,7 +28,9 @@ from desfs.settings.sections import (
     LoggingSettings,
     MetricsSettings,
     MountSettings,
+    RoutingSettings,
     S3Settings,
+    ServeSettings,
 )
 
 KiB = 1024
@@ -44,6 +46,8 @@ SECTIONS: dict[str, type[Any]] = {
     "s3": S3Settings,
     "cache": CacheSettings,
     "mount": MountSettings,
+    "routing": RoutingSettings,
+    "serve": ServeSettings,
     "logging": LoggingSettings,
     "metrics": MetricsSettings,
 }
@@ -52,7 +56,7 @@ FROM_SOURCE = ("bucket", "prefix")
 # Secrets have no flag on purpose: a command line is visible to every user in `ps`.
 SECRETS = ("s3.access_key_id", "s3.secret_access_key", "s3.session_token")
 
-Scope = Literal["global", "source", "mount"]
+Scope = Literal["global", "source", "mount", "serve"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +65,7 @@ class Key:
     kind: Kind
     flag: str | None  # None: no flag (positional arguments and secrets)
     help: str
-    scope: Scope = "source"  # which commands have the flag: all, those with a SOURCE, mount
+    scope: Scope = "source"  # which commands have the flag: all, with a SOURCE, mount, serve
     const: bool | None = None  # the flag takes no value and sets this one
 
     @property
@@ -158,6 +162,20 @@ KEYS: tuple[Key, ...] = (
     _k("mount.max_inodes", Integer(1, 2**31), "--max-inodes", "nodes held", "mount"),
     _k("mount.shutdown_grace", Seconds(0, 3600), "--shutdown-grace", "after SIGTERM", "mount"),
     _k("mount.read_ahead_kb", Integer(0, 2**20), "--read-ahead-kb", "bdi readahead", "mount"),
+    # routing
+    _k("routing.des_n_bits", Integer(4, 16, optional=True), "--des-n-bits", "DES n_bits"),
+    _k(
+        "routing.datavision_shard_bits",
+        Integer(1, 32, optional=True),
+        "--datavision-shard-bits",
+        "Datavision shard_bits",
+    ),
+    _k("routing.max_parts", Integer(1, 10_000), "--max-parts", "DES split parts tried"),
+    # serve
+    _k("serve.listen", Text("HOST:PORT"), "--listen", "address to serve on", "serve"),
+    _k("serve.max_clients", Integer(1, 10_000), "--max-clients", "requests at once", "serve"),
+    _k("serve.page_size", Integer(1, 100_000), "--page-size", "entries per page", "serve"),
+    _k("serve.meta_header_max", Size(0, MiB), "--meta-header-max", "X-Desfs-Meta up to", "serve"),
     # logging and metrics
     _k("logging.level", Choice(_LEVELS, optional=True), "--log-level", "log level", "global"),
     _k("logging.file", Text("a file path, or syslog"), "--log-file", "log target", "mount"),

@@ -28,7 +28,9 @@ from desfs.settings.sections import (
     LoggingSettings,
     MetricsSettings,
     MountSettings,
+    RoutingSettings,
     S3Settings,
+    ServeSettings,
 )
 
 log = logging.getLogger(__name__)
@@ -49,10 +51,12 @@ class Settings:
     mount: MountSettings = field(default_factory=MountSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
+    serve: ServeSettings = field(default_factory=ServeSettings)
 
     @property
     def archive(self) -> ArchiveSettings:
-        return ArchiveSettings(cache=self.cache, layout=self.layout)
+        return ArchiveSettings(cache=self.cache, layout=self.layout, routing=self.routing)
 
     @property
     def cache_dir(self) -> Path | None:
@@ -226,6 +230,8 @@ def _build(chosen: Mapping[str | None, dict[str, Any]]) -> Settings:
         mount=MountSettings(**chosen["mount"]),
         logging=LoggingSettings(**chosen["logging"]),
         metrics=MetricsSettings(**chosen["metrics"]),
+        routing=RoutingSettings(**chosen["routing"]),
+        serve=ServeSettings(**chosen["serve"]),
     )
 
 

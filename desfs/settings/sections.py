@@ -43,9 +43,20 @@ class LayoutSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RoutingSettings:
+    """How the writers placed files (des-formats.md §1.11, §2.9), so that a name and its
+    day find their container without listing the day."""
+
+    des_n_bits: int | None = None  # DES n_bits, 4..16; None: learnt from a full day
+    datavision_shard_bits: int | None = None  # Datavision daily-store shard_bits, 1..32
+    max_parts: int = 16  # DES size-split parts (_0000, _0001, ...) tried at most
+
+
+@dataclass(frozen=True, slots=True)
 class ArchiveSettings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     layout: LayoutSettings = field(default_factory=LayoutSettings)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +74,16 @@ class MountSettings:
     max_inodes: int = 131_072  # nodes the kernel may hold before desfs drops the oldest
     shutdown_grace: float = 10.0  # seconds in-flight requests get after SIGTERM
     read_ahead_kb: int = 1024  # bdi readahead set when running as root; 0 keeps the kernel's
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSettings:
+    """`desfs serve`: the archive over HTTP."""
+
+    listen: str = "127.0.0.1:8080"  # HOST:PORT; loopback unless told otherwise
+    max_clients: int = 64  # requests handled at once; more wait their turn
+    page_size: int = 1000  # entries per page of a JSON directory listing
+    meta_header_max: int = 4096  # metadata up to this size also goes in X-Desfs-Meta
 
 
 @dataclass(frozen=True, slots=True)

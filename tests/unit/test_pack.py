@@ -23,16 +23,18 @@ from desfs.errors import (
 )
 from desfs.format.container import parse_whole
 from desfs.format.model import Codec, Format
-from desfs.pack.options import PackOptions
-from desfs.pack.plan import (
-    PackReport,
+from desfs.namespace.routing import (
     datavision_shard_token,
     des_shard_hex,
     des_shard_index,
+    shard_from_name,
+)
+from desfs.pack.options import PackOptions
+from desfs.pack.plan import (
+    PackReport,
     load_metadata,
     pack_directory,
     pack_tree,
-    shard_from_name,
 )
 from desfs.pack.staging import scan_source
 from tests.support.builders import read_back
