@@ -23,6 +23,7 @@ from desfs.commands import live, offline, verify
 from desfs.commands.helper import helper_parser, mount_words
 from desfs.commands.mount import add_mount_commands
 from desfs.commands.pack import add_pack_command
+from desfs.commands.serve import add_serve_command
 from desfs.errors import DesfsError, ExitCode, UsageError
 from desfs.settings.flags import add_source_options, load_settings
 from desfs.settings.keys import BY_PATH
@@ -31,7 +32,7 @@ from desfs.settings.loader import parse_value
 log = logging.getLogger("desfs")
 
 
-COMMANDS = ("ls", "cat", "stat", "verify", "pack", "mount", "umount")
+COMMANDS = ("ls", "cat", "stat", "verify", "pack", "mount", "umount", "serve", "status", "warm")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_offline(sub)
     add_pack_command(sub)
     add_mount_commands(sub)
+    add_serve_command(sub)
     _add_ops(sub)
     shell = sub.add_parser("completion", help="print a bash or zsh completion script")
     shell.add_argument("shell", choices=SHELLS)

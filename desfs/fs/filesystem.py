@@ -40,12 +40,16 @@ from desfs.fs.attributes import (
 )
 from desfs.fs.inodes import InodeTable
 from desfs.fs.nodes import (
+    BY_NAME,
+    ByName,
     Child,
     FileStub,
     Node,
     ShardStub,
+    by_name_child,
     day_child,
     name_of,
+    routed_child,
     shard_child,
     tree_child,
 )
@@ -291,6 +295,8 @@ class DesFilesystem:
             container = await self._open_shard(node)
             entries = container.tree.listdir(node.path)
             return len(entries), lambda i: tree_child(node, container, *entries[i])
+        if isinstance(node, ByName):
+            return 0, _nothing  # names are found, never listed
         raise NotADirectory(f"{node} is not a directory")
 
     async def _open_shard(self, node: ShardStub) -> Container:
@@ -308,7 +314,11 @@ class DesFilesystem:
                 raise NotFound(f"no day {name!r}")
             return day_child(name)
         if isinstance(parent, DayDir):
+            if name == BY_NAME:
+                return by_name_child(parent.day)
             return shard_child(parent.day, name, await self._archive.shard(parent.day, name))
+        if isinstance(parent, ByName):
+            return await self._routed(parent.day, name)
         if isinstance(parent, ShardStub):
             container = await self._load(parent.ref)
             found = container.tree.lookup(parent.path, name)
@@ -317,16 +327,29 @@ class DesFilesystem:
             return tree_child(parent, container, name, found)
         raise NotADirectory(f"{name!r}: parent is not a directory")
 
+    async def _routed(self, day: str, name: str) -> Child:
+        """`.by-name/<name>`: routed to its container, only ever inside `day`, and only a
+        name the shard itself shows (hidden names stay hidden here too)."""
+        found = await self._archive.locate(day, name)
+        node = found.container.tree.lookup("", name)
+        if found.hidden is not None or not isinstance(node, FileNode):
+            raise NotFound(f"no {name!r} on {day}")
+        return routed_child(day, found.container, node)
+
     def _attr(self, ino: int, node: Node) -> Attr:
         owner = self._owner
         if isinstance(node, RootDir):
             days = self._archive.known_days()
             mtime = day_mtime_ns(days[-1]) if days else self._started_ns
             return Attr.directory(ino, mtime, owner, self._listing_ttl)
-        if isinstance(node, DayDir):
+        if isinstance(node, DayDir | ByName):
             return Attr.directory(ino, day_mtime_ns(node.day), owner, self._listing_ttl)
         if isinstance(node, ShardStub):
             ttl = self._listing_ttl if node.path == "" else self._entry_ttl
             return Attr.directory(ino, container_mtime_ns(node.ref), owner, ttl)
         mtime = entry_mtime_ns(node.ref, node.entry)
         return Attr.file(ino, node.entry.size, mtime, owner, self._entry_ttl)
+
+
+def _nothing(index: int) -> Child:
+    raise IndexError(index)

@@ -39,7 +39,16 @@ class FileStub:
     entry: Entry
 
 
-Node = RootDir | DayDir | ShardStub | FileStub
+@dataclass(frozen=True, slots=True)
+class ByName:
+    """`/<day>/.by-name`: a day's files by name alone, found by routing, never listed."""
+
+    day: str
+
+
+BY_NAME = ".by-name"
+
+Node = RootDir | DayDir | ShardStub | FileStub | ByName
 Identity = tuple[str, ...]
 
 
@@ -74,8 +83,21 @@ def tree_child(
     return Child(name, ("dir", day, shard, node.path), dir_stub, ino)
 
 
+def by_name_child(day: str) -> Child:
+    return Child(BY_NAME, ("by-name", day), ByName(day), hashed_inode("by-name", day))
+
+
+def routed_child(day: str, container: Container, node: FileNode) -> Child:
+    """A file of `.by-name`: the same node, and inode, as at its path in its shard."""
+    shard = container.ref.name.shard
+    stub = ShardStub(day, shard, container.ref)
+    return tree_child(stub, container, node.path, node)
+
+
 def name_of(node: Node) -> str:
     """The node's name in its parent directory ("" for the root)."""
+    if isinstance(node, ByName):
+        return BY_NAME
     if isinstance(node, DayDir):
         return node.day
     if isinstance(node, ShardStub) and node.path == "":

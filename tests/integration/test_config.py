@@ -171,6 +171,10 @@ def _flag_words(key: Key, value: object) -> list[str]:
 def test_every_flag_and_option_sets_its_key(key: Key, tmp_path: Path) -> None:
     yaml_value, expected = non_defaults(tmp_path)[key.path]
     words = _flag_words(key, yaml_value)
+    if key.scope == "serve":
+        # desfs serve's own flags; a mount takes no -o for them.
+        assert value_at(parse("serve", *words, "SRC"), key.path) == expected
+        return
     if key.scope == "global":
         settings = parse(*words, "mount", "SRC", "MNT")
     else:

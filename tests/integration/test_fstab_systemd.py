@@ -304,7 +304,7 @@ def test_shipped_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
         pytest.skip("systemd-analyze is not installed (Debian package: systemd)")
     shipped = sorted((REPO / "systemd").iterdir())
     assert {p.name for p in shipped} >= {
-        "desfs@.service", "mnt-archive.mount", "mnt-archive.automount",
+        "desfs@.service", "desfs-serve@.service", "mnt-archive.mount", "mnt-archive.automount",
     }  # fmt: skip
     template = (REPO / "systemd" / "desfs@.service").read_text()
     command = "/usr/local/bin/desfs mount --foreground --config /etc/desfs/%i.yaml"
@@ -315,7 +315,11 @@ def test_shipped_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
         # verify insists that ExecStart's program exists; point it at this checkout's.
         (tmp_path / unit.name).write_text(text.replace("/usr/local/bin/desfs", str(BIN / "desfs")))
     (tmp_path / "desfs@archive.service").symlink_to(tmp_path / "desfs@.service")
-    units = ["desfs@archive.service", "mnt-archive.mount", "mnt-archive.automount"]
+    (tmp_path / "desfs-serve@archive.service").symlink_to(tmp_path / "desfs-serve@.service")
+    units = [
+        "desfs@archive.service", "desfs-serve@archive.service",
+        "mnt-archive.mount", "mnt-archive.automount",
+    ]  # fmt: skip
     done = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", *(str(tmp_path / u) for u in units)],
         capture_output=True, text=True, timeout=60, check=False,

@@ -47,7 +47,8 @@ def test_every_documented_command_runs(doc: str, number: int, script: str, tmp_p
     mnt, packed = tmp_path / "mnt", tmp_path / "packed"
     mnt.mkdir()
     text = script.replace("/mnt/archive", str(mnt)).replace("/tmp/packed", str(packed))
-    text = text.replace("9464", str(_free_port()))
+    text = text.replace("9464", str(_free_port())).replace("8080", str(_free_port()))
+    text = text.replace("serve.log", str(tmp_path / "serve.log"))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     done = subprocess.run(
         ["bash", "-e", "-o", "pipefail", "-c", text],

@@ -78,3 +78,26 @@ async def test_n_bits_is_learnt_from_a_day_that_holds_every_shard(tmp_path: Any)
     assert routes.des_n_bits is None
     routes.learn([f"{des_shard_hex(i, 6)}_0000" for i in range(64)])
     assert routes.des_n_bits == 6
+
+
+async def test_the_mount_finds_names_in_a_hidden_by_name_directory() -> None:
+    from desfs.fs.attributes import Ownership
+    from desfs.fs.filesystem import DesFilesystem
+    from tests.model.conftest import Model
+
+    manifest = load_manifest(UPSTREAM / "des/des_packer_flat")
+    archive, _ = _archive("des/des_packer_flat", RoutingSettings(des_n_bits=manifest["n_bits"]))
+    fs = DesFilesystem(archive, Ownership(0, 0), 60.0, dict, 10_000)
+    m = Model(fs, UPSTREAM)
+    file = next(f for f in manifest["files"] if f.get("path") and f["effective"])
+    day, shard = file["path"].split("/")[1:3]
+    assert ".by-name" not in [name for name, _ in await m.listdir(day)]
+    by_name = await m.ino(f"{day}/.by-name/{file['name']}")
+    by_path = await m.ino(f"{day}/{shard}/{file['name']}")
+    assert by_name == by_path, "the same file, the same inode"
+    assert len(await m.cat(f"{day}/.by-name/{file['name']}")) == file["size"]
+    assert await m.listdir(f"{day}/.by-name") == []
+    for outside in ("..", "../..", "x/../../etc", ""):
+        with pytest.raises(DesfsError) as caught:
+            await fs.lookup(await m.ino(f"{day}/.by-name"), outside)
+        assert caught.value.errno == errno.ENOENT
