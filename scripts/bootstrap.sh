@@ -9,6 +9,8 @@ command -v fusermount3 >/dev/null || need_apt+=(fuse3)
 pkg-config --exists fuse3 2>/dev/null || need_apt+=(libfuse3-dev pkg-config)
 command -v getfattr >/dev/null || need_apt+=(attr)
 command -v gcc >/dev/null || need_apt+=(gcc)
+# The shared index cache tests run a real Redis (issue: many hosts, one archive).
+command -v redis-server >/dev/null || need_apt+=(redis-server)
 # systemd-analyze, for the test that verifies the shipped units (skipped when absent).
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)

@@ -22,6 +22,7 @@ from desfs.archive.opened import Container
 from desfs.archive.opening import Opener
 from desfs.archive.spill import SpillArea
 from desfs.cache.persistent import IndexStore
+from desfs.cache.shared import SharedIndexCache
 from desfs.cache.singleflight import SingleFlight
 from desfs.errors import (
     AccessDenied,
@@ -51,6 +52,7 @@ class ContainerLoader:
         layout: LayoutSettings,
         clock: Callable[[], float] = time.monotonic,
         store: IndexStore | None = None,
+        shared: SharedIndexCache | None = None,
     ) -> None:
         # Records proven stale by a 412, and opens that failed: bounded, so a long-lived
         # mount over a bucket full of broken containers cannot grow them without end.
@@ -61,6 +63,7 @@ class ContainerLoader:
             layout.sidecar_max_bytes,
             store,
             lambda ref: (ref.key, ref.etag) in self._stale,
+            shared,
         )
         self._error_ttl = cache.error_ttl
         self._clock = clock

@@ -24,6 +24,7 @@ from desfs.archive.routes import Routes
 from desfs.archive.walk import ShardWalk, open_ahead
 from desfs.cache.lru import LruStats
 from desfs.cache.persistent import IndexStore, IndexStoreStats
+from desfs.cache.shared import SharedIndexCache, SharedStats
 from desfs.errors import DesfsError, NotFound, ObjectChanged, ObjectMissing
 from desfs.format.model import Entry
 from desfs.namespace.layout import ContainerName
@@ -59,6 +60,7 @@ class EngineStats:
     containers_open: int
     index_store: IndexStoreStats | None
     stale_listings: int  # listings served past their TTL while the store was away
+    shared: SharedStats | None  # the fleet's shared index cache, when one is configured
 
 
 class Archive:
@@ -71,8 +73,9 @@ class Archive:
         self._single = single
         self._catalog = Catalog(storage, settings.layout, settings.cache)
         self._index_store = _index_store(storage, settings)
+        self._shared = _shared_cache(storage, settings)
         self._loader = ContainerLoader(
-            storage, settings.cache, settings.layout, store=self._index_store
+            storage, settings.cache, settings.layout, store=self._index_store, shared=self._shared
         )
         self._reader = EntryReader(storage, settings.cache, settings.layout)
         self._walk = ShardWalk()
@@ -261,6 +264,7 @@ class Archive:
             containers_open=len(self._loader.opened()),
             index_store=None if store is None else store.statistics(),
             stale_listings=self._catalog.stale_served,
+            shared=None if self._shared is None else self._shared.statistics(),
         )
 
 
@@ -270,3 +274,20 @@ def _index_store(storage: AsyncStorage, settings: ArchiveSettings) -> IndexStore
     if cache.cache_dir is None:
         return None
     return IndexStore(cache.cache_dir / "index", cache.index_store_bytes, storage.describe())
+
+
+def _shared_cache(storage: AsyncStorage, settings: ArchiveSettings) -> SharedIndexCache | None:
+    """The fleet's index cache on Redis, when `cache.shared_url` names one. Its records are
+    named by bucket and prefix, not endpoint, so hosts that reach one store through different
+    gateways share them; the record check (key, ETag, size) keeps other stores apart."""
+    cache = settings.cache
+    if cache.shared_url is None:
+        return None
+    source = storage.describe().split(" at ")[0]
+    return SharedIndexCache(
+        cache.shared_url,
+        source,
+        cache.shared_timeout,
+        cache.shared_record_max,
+        cache.shared_password,
+    )

@@ -19,6 +19,7 @@ from desfs.archive.catalog import ContainerRef
 from desfs.archive.opened import Container
 from desfs.cache.persistent import IndexStore
 from desfs.cache.records import CachedTail
+from desfs.cache.shared import SharedIndexCache
 from desfs.errors import DesfsError, FormatError, ObjectMissing
 from desfs.format.container import open_container
 from desfs.format.model import ContainerIndex, Format, NeedBytes
@@ -40,22 +41,29 @@ class Opener:
         sidecar_max: int,
         store: IndexStore | None,
         stale: Callable[[ContainerRef], bool],
+        shared: SharedIndexCache | None = None,
     ) -> None:
-        """`stale`: whether the on-disk record of a container is known not to be used."""
+        """`stale`: whether the cached records of a container are known not to be used."""
         self._storage = storage
         self._window = window
         self._sidecar_max = sidecar_max
         self._store = store
         self._stale = stale
+        self._shared = shared
+        self._shared_limiter = trio.CapacityLimiter(8)
 
     async def read_tail(self, key: str) -> Blob:
         """The tail window of a container known only by its key (routing)."""
         return await self._storage.read_suffix(key, self._window)
 
     async def open(self, ref: ContainerRef, tail: Blob | None = None) -> Container:
+        """Memory missed: the disk record, then the shared cache, then the store."""
         stored = await self._open_stored(ref)
         if stored is not None:
             return stored
+        shared = await self._open_shared(ref)
+        if shared is not None:
+            return shared
         tail, head, sidecar = await self._first_round(ref, tail)
         data = tail.data
         result = open_container(tail.size, data, head)
@@ -65,7 +73,7 @@ class Opener:
         if isinstance(result, NeedBytes):
             raise FormatError(f"{ref.key}: index still incomplete after two reads")
         container = self._build(ref, tail.etag, result, sidecar, data)
-        await self._keep(container, head)
+        await self._keep(container, head, publish=True)
         return container
 
     def _build(
@@ -96,20 +104,45 @@ class Opener:
         sidecar = await self._read_sidecar(ref) if self._want_sidecar(ref) else None
         return self._build(ref, ref.etag, index, sidecar, cached.tail)
 
-    async def _keep(self, container: Container, head: bytes | None) -> None:
-        """Record the bytes the index was parsed from, so a remount reads none of them."""
-        if self._store is None:
-            return
+    async def _open_shared(self, ref: ContainerRef) -> Container | None:
+        """The container from the fleet's shared cache (one Redis round trip), or None."""
+        shared = self._shared
+        if shared is None or self._stale(ref):
+            return None
+        cached = await trio.to_thread.run_sync(
+            shared.get, ref.key, ref.etag, ref.size, limiter=self._shared_limiter
+        )
+        if cached is None:
+            return None
+        index = _parse_record(ref, cached)
+        if index is None:
+            return None
+        sidecar = await self._read_sidecar(ref) if self._want_sidecar(ref) else None
+        container = self._build(ref, ref.etag, index, sidecar, cached.tail)
+        await self._keep(container, cached.head, publish=False)
+        return container
+
+    async def _keep(self, container: Container, head: bytes | None, publish: bool) -> None:
+        """Record the bytes the index was parsed from, so a remount reads none of them,
+        and (`publish`) so that the other hosts of a fleet do not either."""
         index, tail_start = container.index, container.tail_start
         start = max(index.index_start, tail_start)
         if head is None and tail_start == 0:
             head = container.tail[:HEAD_BYTES]  # the kept tail no longer starts at 0
         tail = container.tail[start - tail_start :]
         key, etag = container.ref.key, container.etag
-        try:
-            await trio.to_thread.run_sync(self._store.put, key, etag, index.size, tail, start, head)
-        except (OSError, DesfsError) as exc:
-            log.warning("index cache: cannot keep %s: %s", key, exc)
+        if self._store is not None:
+            try:
+                await trio.to_thread.run_sync(
+                    self._store.put, key, etag, index.size, tail, start, head
+                )
+            except (OSError, DesfsError) as exc:
+                log.warning("index cache: cannot keep %s: %s", key, exc)
+        if publish and self._shared is not None:
+            await trio.to_thread.run_sync(
+                self._shared.put, key, etag, index.size, tail, start, head,
+                limiter=self._shared_limiter,
+            )  # fmt: skip
 
     async def _first_round(
         self, ref: ContainerRef, known_tail: Blob | None

@@ -113,6 +113,11 @@ def print_status(stats: dict[str, object], out: TextIO) -> None:
     if isinstance(index, dict):
         rows.append(("index store", f"{index.get('hits')} hits, {index.get('misses')} misses, "
                      f"{_size(index.get('bytes'))} on disk"))  # fmt: skip
+    shared = stats.get("shared_cache")
+    if isinstance(shared, dict):
+        rows.append(("shared cache", f"{shared.get('hits')} hits, {shared.get('misses')} "
+                     f"misses, {shared.get('errors')} errors, "
+                     f"{shared.get('mean_latency_ms')} ms per round trip"))  # fmt: skip
     width = max(len(name) for name, _ in rows) + 2
     for name, value in rows:
         out.write(f"{name + ':':<{width}}{value}\n")

@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from desfs.archive.engine import EngineStats
 from desfs.cache.lru import LruStats
+from desfs.cache.shared import SharedStats
 from desfs.errors import UsageError
 from desfs.storage.counters import LATENCY_BUCKETS, CounterSnapshot
 
@@ -86,6 +87,28 @@ class MetricsExporter(Collector):
             engine.stale_listings,
         )
         yield _gauge("desfs_inodes", "Inodes the kernel holds", found.inodes)
+        if engine.shared is not None:
+            yield from _shared_metrics(engine.shared)
+
+
+def _shared_metrics(shared: SharedStats) -> Iterator[Metric]:
+    yield _counter("desfs_shared_cache_hits", "Opens served by the shared cache", shared.hits)
+    yield _counter(
+        "desfs_shared_cache_misses", "Shared cache lookups that found nothing", shared.misses
+    )
+    yield _counter(
+        "desfs_shared_cache_errors",
+        "Shared cache calls that failed, timed out or met a damaged record",
+        shared.errors,
+    )
+    yield _counter(
+        "desfs_shared_cache_round_trips", "Shared cache calls answered", shared.round_trips
+    )
+    yield CounterMetricFamily(
+        "desfs_shared_cache_seconds",
+        "Time spent in answered shared cache calls",
+        value=shared.latency_seconds,
+    )
 
 
 def _store_metrics(store: CounterSnapshot) -> Iterator[Metric]:

@@ -90,4 +90,13 @@ def status_document(now: Snapshot, uptime: float) -> dict[str, object]:
             "misses": index.misses,
             "bytes": index.bytes_estimate,
         }
+    if engine.shared is not None:
+        shared = engine.shared
+        found["shared_cache"] = {
+            "hits": shared.hits,
+            "misses": shared.misses,
+            "errors": shared.errors,
+            "round_trips": shared.round_trips,
+            "mean_latency_ms": round(1000 * shared.latency_seconds / max(1, shared.round_trips), 2),
+        }
     return found

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +16,15 @@ from desfs.errors import UsageError
 from desfs.settings.keys import BY_OPTION, KEYS, SECRETS, Key
 from desfs.settings.kinds import Flag, close_match
 from desfs.settings.kinds import parse_size as parse_size
-from desfs.settings.loader import CONFIG_SOURCE, Layer, Settings, read_config, resolve
+from desfs.settings.loader import (
+    CONFIG_SOURCE,
+    ENV_CONFIG,
+    Layer,
+    Settings,
+    environment_layer,
+    read_config,
+    resolve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +39,7 @@ IGNORED_OPTIONS = frozenset(
         "read_only", "readonly",
     }
 )  # fmt: skip
-# The S3 credentials have no flag and no option; naming one in -o is refused without echo.
+# Credentials have no flag and no option; naming one in -o is refused without echo.
 SECRET_OPTIONS = frozenset(path.rpartition(".")[2] for path in SECRETS)
 
 
@@ -155,10 +164,11 @@ def is_known_option(item: str) -> bool:
 
 
 def load_settings(args: argparse.Namespace, need: Sequence[str] = ("source",)) -> Settings:
-    """Settings for a command: its flags over its `-o` options over its config file."""
+    """Settings for a command: its flags over its `-o` options over the environment over
+    its config file."""
     options, option_config = option_layer(getattr(args, "options", None) or [])
-    config = getattr(args, "config", None) or option_config
-    layers = [flag_layer(args), options]
+    config = getattr(args, "config", None) or option_config or os.environ.get(ENV_CONFIG)
+    layers = [flag_layer(args), options, environment_layer(os.environ)]
     if config:
         layers.append(read_config(Path(config)))
     return resolve(layers, need)

@@ -54,7 +54,12 @@ SECTIONS: dict[str, type[Any]] = {
 # S3Settings fields that come from the SOURCE URL, never from the config.
 FROM_SOURCE = ("bucket", "prefix")
 # Secrets have no flag on purpose: a command line is visible to every user in `ps`.
-SECRETS = ("s3.access_key_id", "s3.secret_access_key", "s3.session_token")
+SECRETS = (
+    "s3.access_key_id",
+    "s3.secret_access_key",
+    "s3.session_token",
+    "cache.shared_password",
+)
 
 Scope = Literal["global", "source", "mount", "serve"]
 
@@ -150,6 +155,19 @@ KEYS: tuple[Key, ...] = (
     _k("cache.error_ttl", _TTL, "--error-ttl", "failed open remembered for"),
     _k("cache.cache_dir", FilePath(), "--cache-dir", "persistent index cache directory"),
     _k("cache.index_store_bytes", Size(MiB, TiB), "--index-store-size", "disk budget there"),
+    _k(
+        "cache.shared_url",
+        Text(
+            "a redis:// or rediss:// URL, without credentials (cache.shared_password)",
+            prefixes=("redis://", "rediss://"),
+            bare=True,
+        ),
+        "--shared-cache",
+        "Redis of a fleet's shared index cache",
+    ),
+    _k("cache.shared_timeout", Seconds(0, 60, above_lo=True), "--shared-cache-timeout", "per call"),
+    _k("cache.shared_record_max", Size(KiB, GiB), "--shared-record-max", "shared up to"),
+    _k("cache.shared_password", Text("the Redis password"), None, ""),
     # mount
     _k("mount.uid", _ID, "--uid", "owner of every node", "mount"),
     _k("mount.gid", _ID, "--gid", "group of every node", "mount"),

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from desfs.errors import UsageError
 
@@ -48,11 +49,14 @@ class Invalid(Exception):
     """A value a key cannot take: `problem` says what is wrong with it, `expected` what would
     do, `hint` a likely intended value."""
 
-    def __init__(self, problem: str, expected: str, hint: str | None = None) -> None:
+    def __init__(
+        self, problem: str, expected: str, hint: str | None = None, concealed: bool = False
+    ) -> None:
         super().__init__(problem)
         self.problem = problem
         self.expected = expected
         self.hint = hint
+        self.concealed = concealed  # the value may hold a credential: never echo it
 
 
 class Kind(Protocol):
@@ -251,6 +255,7 @@ class Text:
     optional: bool = True
     prefixes: tuple[str, ...] = ()  # the text must start with one of these
     forbidden: str = ""  # characters the text must not contain
+    bare: bool = False  # a URL without user:password@ (credentials come another way)
 
     @property
     def metavar(self) -> str:
@@ -267,8 +272,11 @@ class Text:
             raise Invalid("not valid text", self.expected)
         if self.prefixes and not value.startswith(self.prefixes):
             raise Invalid("not a valid URL", self.expected)
-        if any(char in value for char in self.forbidden):
-            raise Invalid("not a valid name", self.expected)
+        if self.bare and "@" in urlsplit(value).netloc:
+            raise Invalid("a URL with credentials in it", self.expected, concealed=True)
+        for char in self.forbidden:
+            if char in value:
+                raise Invalid(f"not allowed to hold {char!r}", self.expected)
         return value
 
     def show(self, value: object) -> str:

@@ -1,10 +1,11 @@
 """The config file and the command line, merged into one typed, frozen `Settings`.
 
-Precedence, key by key: command-line flags, then `-o` mount options, then the config file,
-then the defaults of the settings dataclasses. Every value, whichever layer it comes from,
-passes the same checks (`desfs.settings.keys`); the first bad one stops the command before
-anything is opened or mounted, with one line naming the key as the user wrote it, the value
-and what is expected.
+Precedence, key by key: command-line flags, then `-o` mount options, then `DESFS_*`
+environment variables (containers and Kubernetes pods are configured that way), then the
+config file, then the defaults of the settings dataclasses. Every value, whichever layer it
+comes from, passes the same checks (`desfs.settings.keys`); the first bad one stops the
+command before anything is opened or mounted, with one line naming the key as the user
+wrote it, the value and what is expected.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ from desfs.settings.sections import (
 log = logging.getLogger(__name__)
 
 CONFIG_SOURCE = "@config"  # SOURCE written this way means "the config file's source"
-Origin = Literal["flag", "option", "file"]
+Origin = Literal["flag", "option", "env", "file"]
+ENV_PREFIX = "DESFS_"
+ENV_CONFIG = "DESFS_CONFIG"  # the config file, when no --config or -o config names one
+ENV_OTHER = frozenset({ENV_CONFIG, "DESFS_DEBUG", "DESFS_FUZZ_EXAMPLES"})  # not settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +84,32 @@ class Layer:
             return key.flag or key.path.upper()
         if self.origin == "option":
             return f"-o {key.option}"
+        if self.origin == "env":
+            return env_name(key)
         return f"config {self.file}: {key.path}"
+
+
+def env_name(key: Key) -> str:
+    """`cache.shared_url` -> DESFS_CACHE_SHARED_URL; section names hold no `_`."""
+    return ENV_PREFIX + key.path.replace(".", "_").upper()
+
+
+def environment_layer(environ: Mapping[str, str]) -> Layer:
+    """The `DESFS_*` variables of `environ` as a layer. One that names no key is ignored
+    with a warning (the environment is shared with other programs, so not an error)."""
+    by_name = {env_name(key): key for key in KEYS}
+    values: dict[str, object] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in ENV_OTHER:
+            continue
+        key = by_name.get(name)
+        if key is None:
+            guess = close_match(name, list(by_name))
+            hint = f"; did you mean {guess}?" if guess else ""
+            log.warning("environment: %s names no desfs setting; ignored%s", name, hint)
+            continue
+        values[key.path] = value
+    return Layer("env", values)
 
 
 def read_config(path: Path) -> Layer:
@@ -174,7 +203,7 @@ def resolve(layers: Sequence[Layer], need: Sequence[str] = ("source",)) -> Setti
         for layer in layers:
             if key.path in layer.values:
                 where = layer.where(key)
-                text = layer.origin != "file"
+                text = layer.origin != "file"  # flags, options and variables are text
                 value = parse_value(key, layer.values[key.path], where, text)
                 chosen[key.section][key.name] = value
                 origin[key.path] = where
@@ -193,7 +222,7 @@ def parse_value(key: Key, value: object, where: str, text: bool) -> Any:
     except Invalid as bad:
         hint = f"; did you mean {bad.hint!r}?" if bad.hint else ""
         shown = repr(value) if text else _show(value)
-        if key.path in SECRETS:  # a credential is never echoed, not even a malformed one
+        if key.path in SECRETS or bad.concealed:  # a credential is never echoed
             shown, hint = "the value (not shown)", ""
         raise UsageError(
             f"{where}: {shown} is {bad.problem}; expected {bad.expected}{hint}"

@@ -33,6 +33,11 @@ class CacheSettings:
     error_ttl: float = 30.0  # seconds a failed container open is remembered
     cache_dir: Path | None = None  # parsed indices kept on disk across mounts; None: off
     index_store_bytes: int = 512 * MiB  # disk budget of the index records in cache_dir
+    shared_url: str | None = None  # redis:// or rediss:// URL of a fleet's shared index cache
+    shared_timeout: float = 0.2  # seconds one shared-cache call may take, then the store
+    shared_record_max: int = 8 * MiB  # larger index records are not shared
+    # A secret: from a config file of mode 0600 or DESFS_CACHE_SHARED_PASSWORD, never a flag.
+    shared_password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

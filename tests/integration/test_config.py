@@ -78,6 +78,10 @@ def non_defaults(tmp_path: Path) -> dict[str, tuple[object, object]]:
         "cache.error_ttl": (5.5, 5.5),
         "cache.cache_dir": (str(cache), cache),
         "cache.index_store_bytes": ("2GiB", 2 * GiB),
+        "cache.shared_url": ("rediss://cache.internal:6380/2", "rediss://cache.internal:6380/2"),
+        "cache.shared_password": ("hunter2", "hunter2"),
+        "cache.shared_timeout": (0.05, 0.05),
+        "cache.shared_record_max": ("1MiB", MiB),
         "mount.uid": (1234, 1234),
         "mount.gid": (2345, 2345),
         "mount.umask": ("027", 0o027),
@@ -426,3 +430,69 @@ def test_secrets_in_a_readable_file_draw_a_warning(tmp_path: Path, mode: int, wa
     warning = "s3.access_key_id, s3.secret_access_key and is readable by other users"
     assert (warning in done.stderr) == warned, done.stderr
     assert "not-a-secret" not in done.stderr
+
+
+# -- the environment (containers, Kubernetes) ----------------------------------------------------
+
+
+def _env_name(path: str) -> str:
+    return "DESFS_" + path.replace(".", "_").upper()
+
+
+def test_every_key_is_read_from_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = non_defaults(tmp_path)
+    for path, (yaml_value, _) in table.items():
+        text = str(yaml_value).lower() if isinstance(yaml_value, bool) else str(yaml_value)
+        monkeypatch.setenv(_env_name(path), text)
+    settings = parse("mount")
+    for path, (_, expected) in table.items():
+        assert value_at(settings, path) == expected, path
+
+
+@pytest.mark.parametrize(
+    ("words", "env", "expected"),
+    [
+        (["--listing-ttl", "30"], {"DESFS_CACHE_LISTING_TTL": "40"}, 30.0),
+        (["-o", "listing_ttl=20"], {"DESFS_CACHE_LISTING_TTL": "40"}, 20.0),
+        (["--config", "{F}"], {"DESFS_CACHE_LISTING_TTL": "40"}, 40.0),
+        ([], {"DESFS_CONFIG": "{F}"}, 10.0),
+        ([], {"DESFS_CONFIG": "{F}", "DESFS_CACHE_LISTING_TTL": "40"}, 40.0),
+    ],
+    ids=["flag-over-env", "option-over-env", "env-over-file", "file-by-env", "env-and-its-file"],
+)
+def test_environment_sits_between_options_and_file(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    words: list[str],
+    env: dict[str, str],
+    expected: float,
+) -> None:
+    config = write_config(tmp_path / "c.yaml", {"cache.listing_ttl": 10, "cache.error_ttl": 7})
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.replace("{F}", str(config)))
+    settings = parse("mount", *[w.replace("{F}", str(config)) for w in words], "SRC", "MNT")
+    assert settings.cache.listing_ttl == expected
+    # A key only the file sets survives the layers above it, when a file is named at all.
+    file_named = "{F}" in " ".join([*words, *env.values()])
+    assert settings.cache.error_ttl == (7.0 if file_named else 30.0)
+
+
+def test_environment_mistakes_name_the_variable(tmp_path: Path) -> None:
+    env = {**os.environ, "DESFS_CACHE_BLOCK_SIZE": "huge"}
+    done = subprocess.run(
+        [sys.executable, "-m", "desfs", "ls", SAMPLE], capture_output=True, text=True,
+        timeout=60, env=env,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "DESFS_CACHE_BLOCK_SIZE: 'huge' is not a valid size" in done.stderr
+    env = {**os.environ, "DESFS_CACHE_LISTNG_TTL": "5", "DESFS_CACHE_SHARED_PASSWORD": "x"}
+    done = subprocess.run(
+        [sys.executable, "-m", "desfs", "ls", SAMPLE], capture_output=True, text=True,
+        timeout=60, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [warning] = done.stderr.strip().splitlines()
+    assert "DESFS_CACHE_LISTNG_TTL names no desfs setting; ignored" in warning
+    assert "did you mean DESFS_CACHE_LISTING_TTL?" in warning
