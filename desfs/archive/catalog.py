@@ -35,7 +35,7 @@ from desfs.namespace.layout import (
     parse_flat_key,
 )
 from desfs.settings.sections import CacheSettings, LayoutSettings
-from desfs.storage.aio import AsyncStorage
+from desfs.storage.aio import AsyncStore
 from desfs.storage.base import ListPage, ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class Catalog:
 
     def __init__(
         self,
-        storage: AsyncStorage,
+        storage: AsyncStore,
         layout: LayoutSettings,
         cache: CacheSettings,
         clock: Callable[[], float] = time.monotonic,

@@ -34,7 +34,7 @@ from desfs.errors import (
 from desfs.format.table import EntryTable
 from desfs.namespace.layout import ContainerName
 from desfs.settings.sections import CacheSettings, LayoutSettings
-from desfs.storage.aio import AsyncStorage
+from desfs.storage.aio import AsyncStore
 from desfs.storage.base import Blob
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class ContainerLoader:
 
     def __init__(
         self,
-        storage: AsyncStorage,
+        storage: AsyncStore,
         cache: CacheSettings,
         layout: LayoutSettings,
         clock: Callable[[], float] = time.monotonic,

@@ -30,8 +30,9 @@ from desfs.format.model import Entry
 from desfs.namespace.layout import ContainerName
 from desfs.namespace.tree import Hide
 from desfs.settings.sections import ArchiveSettings
-from desfs.storage.aio import AsyncStorage
+from desfs.storage.aio import AsyncStore
 from desfs.storage.counters import CounterSnapshot
+from desfs.storage.zoned import ZonedStore
 
 CHUNK = 1024 * 1024  # bytes per step when a whole entry is streamed (cat, verify)
 
@@ -61,11 +62,12 @@ class EngineStats:
     index_store: IndexStoreStats | None
     stale_listings: int  # listings served past their TTL while the store was away
     shared: SharedStats | None  # the fleet's shared index cache, when one is configured
+    zones: dict[str, CounterSnapshot]  # each zone's part of `store` (DES zones); else empty
 
 
 class Archive:
     def __init__(
-        self, storage: AsyncStorage, settings: ArchiveSettings, single: ContainerRef | None = None
+        self, storage: AsyncStore, settings: ArchiveSettings, single: ContainerRef | None = None
     ) -> None:
         """`single` set: the source is that one container (a `.des` file), not a tree."""
         self._storage = storage
@@ -265,10 +267,11 @@ class Archive:
             index_store=None if store is None else store.statistics(),
             stale_listings=self._catalog.stale_served,
             shared=None if self._shared is None else self._shared.statistics(),
+            zones=self._storage.zone_counters() if isinstance(self._storage, ZonedStore) else {},
         )
 
 
-def _index_store(storage: AsyncStorage, settings: ArchiveSettings) -> IndexStore | None:
+def _index_store(storage: AsyncStore, settings: ArchiveSettings) -> IndexStore | None:
     """The on-disk index records of this source, when a cache directory is configured."""
     cache = settings.cache
     if cache.cache_dir is None:
@@ -276,7 +279,7 @@ def _index_store(storage: AsyncStorage, settings: ArchiveSettings) -> IndexStore
     return IndexStore(cache.cache_dir / "index", cache.index_store_bytes, storage.describe())
 
 
-def _shared_cache(storage: AsyncStorage, settings: ArchiveSettings) -> SharedIndexCache | None:
+def _shared_cache(storage: AsyncStore, settings: ArchiveSettings) -> SharedIndexCache | None:
     """The fleet's index cache on Redis, when `cache.shared_url` names one. Its records are
     named by bucket and prefix, not endpoint, so hosts that reach one store through different
     gateways share them; the record check (key, ETag, size) keeps other stores apart."""

@@ -15,7 +15,7 @@ from desfs.archive.opened import Container
 from desfs.errors import EntryError
 from desfs.format.model import Entry
 from desfs.namespace.layout import external_key
-from desfs.storage.aio import AsyncStorage
+from desfs.storage.aio import AsyncStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,7 @@ class ExternalObject:
 
 
 class ExternalPayloads:
-    def __init__(self, storage: AsyncStorage, bigfiles_dir: str, small_bytes: int) -> None:
+    def __init__(self, storage: AsyncStore, bigfiles_dir: str, small_bytes: int) -> None:
         self._storage = storage
         self._bigfiles = bigfiles_dir
         self._small = small_bytes

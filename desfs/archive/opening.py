@@ -25,7 +25,7 @@ from desfs.format.container import open_container
 from desfs.format.model import ContainerIndex, Format, NeedBytes
 from desfs.namespace.tombstones import tombstoned_uids
 from desfs.namespace.tree import build_tree
-from desfs.storage.aio import AsyncStorage
+from desfs.storage.aio import AsyncStore
 from desfs.storage.base import Blob
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ HEAD_BYTES = 16
 class Opener:
     def __init__(
         self,
-        storage: AsyncStorage,
+        storage: AsyncStore,
         window: int,
         sidecar_max: int,
         store: IndexStore | None,

@@ -34,7 +34,7 @@ from desfs.errors import EntryError, ObjectChanged, ObjectMissing, StorageError
 from desfs.format.codecs import decode_payload
 from desfs.format.model import Codec, Entry
 from desfs.settings.sections import CacheSettings, LayoutSettings
-from desfs.storage.aio import AsyncStorage
+from desfs.storage.aio import AsyncStore
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class _Order:
 class EntryReader:
     """Reads byte ranges of entries for the filesystem model and the CLI."""
 
-    def __init__(self, storage: AsyncStorage, cache: CacheSettings, layout: LayoutSettings) -> None:
+    def __init__(self, storage: AsyncStore, cache: CacheSettings, layout: LayoutSettings) -> None:
         self._storage = storage
         self._settings = cache
         self._payloads: ByteLRU[tuple[object, ...]] = ByteLRU(cache.block_cache_bytes // 2)

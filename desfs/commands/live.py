@@ -113,6 +113,13 @@ def print_status(stats: dict[str, object], out: TextIO) -> None:
     if isinstance(index, dict):
         rows.append(("index store", f"{index.get('hits')} hits, {index.get('misses')} misses, "
                      f"{_size(index.get('bytes'))} on disk"))  # fmt: skip
+    zones = stats.get("zones")
+    if isinstance(zones, dict):
+        for name, zone in sorted(zones.items()):
+            if isinstance(zone, dict) and isinstance(zone.get("requests"), dict):
+                count = sum(zone["requests"].values())
+                rows.append((f"zone {name}", f"{count} requests, {zone.get('errors')} errors, "
+                             f"{_size(zone.get('bytes'))} received"))  # fmt: skip
     shared = stats.get("shared_cache")
     if isinstance(shared, dict):
         rows.append(("shared cache", f"{shared.get('hits')} hits, {shared.get('misses')} "

@@ -174,7 +174,7 @@ def _open(args: argparse.Namespace) -> Archive:
     settings = load_settings(args)
     logs.set_level(settings.log_level(args.command))
     assert settings.source is not None  # load_settings insists on one
-    return open_archive(settings.source, settings.archive, settings.s3)
+    return open_archive(settings.source, settings.archive, settings.s3, settings.zones)
 
 
 def _run_ls(args: argparse.Namespace) -> int:

@@ -89,6 +89,23 @@ class MetricsExporter(Collector):
         yield _gauge("desfs_inodes", "Inodes the kernel holds", found.inodes)
         if engine.shared is not None:
             yield from _shared_metrics(engine.shared)
+        if engine.zones:
+            yield from _zone_metrics(engine.zones)
+
+
+def _zone_metrics(zones: dict[str, CounterSnapshot]) -> Iterator[Metric]:
+    requests = CounterMetricFamily(
+        "desfs_zone_requests", "Requests sent to each DES zone", labels=["zone", "kind"]
+    )
+    errors = CounterMetricFamily(
+        "desfs_zone_errors", "Calls to each DES zone that failed", labels=["zone"]
+    )
+    for name, shot in zones.items():
+        for kind, count in shot.requests.items():
+            requests.add_metric([name, kind], count)
+        errors.add_metric([name], shot.errors)
+    yield requests
+    yield errors
 
 
 def _shared_metrics(shared: SharedStats) -> Iterator[Metric]:

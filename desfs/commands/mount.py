@@ -79,7 +79,7 @@ def _serve_foreground(args: argparse.Namespace, settings: Settings) -> int:
         if settings.logging.file:
             _log_to_file(settings.logging.file)
         assert settings.source is not None  # load_settings insists on one
-        archive = open_archive(settings.source, settings.archive, settings.s3)
+        archive = open_archive(settings.source, settings.archive, settings.s3, settings.zones)
         ops, target, tasks = build_operations(settings, archive)
         check_mountpoint(target)
         # The one question the mount needs anyway: a missing bucket, a dead endpoint or

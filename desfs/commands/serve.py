@@ -46,7 +46,7 @@ def run_serve(args: argparse.Namespace) -> int:
     logs.setup(settings.log_level("mount"), daemon=True)
     assert settings.source is not None  # load_settings insists on one
     host = _check_listen(settings.serve.listen)
-    archive = open_archive(settings.source, settings.archive, settings.s3)
+    archive = open_archive(settings.source, settings.archive, settings.s3, settings.zones)
     if archive.single is not None:
         raise UsageError(f"{settings.source}: serve a directory or s3:// prefix, not one file")
     trio.run(archive.days)  # a missing or unreachable source fails here, with its reason

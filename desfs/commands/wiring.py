@@ -90,6 +90,8 @@ def status_document(now: Snapshot, uptime: float) -> dict[str, object]:
             "misses": index.misses,
             "bytes": index.bytes_estimate,
         }
+    if engine.zones:
+        found["zones"] = {name: shot.as_dict() for name, shot in engine.zones.items()}
     if engine.shared is not None:
         shared = engine.shared
         found["shared_cache"] = {

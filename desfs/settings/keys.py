@@ -32,6 +32,7 @@ from desfs.settings.sections import (
     S3Settings,
     ServeSettings,
 )
+from desfs.settings.zones import ZonesKind
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -108,6 +109,7 @@ _LOOPBACK = ("127.0.0.1", "::1", "localhost")  # metrics are never served off th
 KEYS: tuple[Key, ...] = (
     _k("source", Text("a directory, s3://BUCKET/PREFIX or .des file"), None, "SOURCE"),
     _k("mountpoint", Text("a directory path"), None, "MOUNTPOINT", "mount"),
+    _k("zones", ZonesKind(), None, "DES zones (the source)"),
     # layout
     _k("layout.layout", Choice(_LAYOUTS), "--layout", "source layout; auto detects it"),
     _k(

@@ -50,13 +50,19 @@ class Invalid(Exception):
     do, `hint` a likely intended value."""
 
     def __init__(
-        self, problem: str, expected: str, hint: str | None = None, concealed: bool = False
+        self,
+        problem: str,
+        expected: str,
+        hint: str | None = None,
+        concealed: bool = False,
+        sentence: bool = False,
     ) -> None:
         super().__init__(problem)
         self.problem = problem
         self.expected = expected
         self.hint = hint
         self.concealed = concealed  # the value may hold a credential: never echo it
+        self.sentence = sentence  # `problem` says it all (a structured value's inner error)
 
 
 class Kind(Protocol):

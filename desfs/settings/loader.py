@@ -33,6 +33,7 @@ from desfs.settings.sections import (
     S3Settings,
     ServeSettings,
 )
+from desfs.settings.zones import ZONES_SOURCE, Zones
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Settings:
 
     source: str | None = None
     mountpoint: str | None = None
+    zones: Zones | None = None  # the source, when it is DES zones (`source` is then @zones)
     layout: LayoutSettings = field(default_factory=LayoutSettings)
     s3: S3Settings = field(default_factory=S3Settings)
     cache: CacheSettings = field(default_factory=CacheSettings)
@@ -208,6 +210,12 @@ def resolve(layers: Sequence[Layer], need: Sequence[str] = ("source",)) -> Setti
                 chosen[key.section][key.name] = value
                 origin[key.path] = where
                 break
+    top = chosen[None]
+    if top.get("zones") is not None:
+        if top.get("source") is None:
+            top["source"] = ZONES_SOURCE
+        elif origin.get("source", "").startswith("config"):
+            raise UsageError(f"{origin['zones']}: the file also names a source; keep one")
     for name in need:
         if chosen[None].get(name) is None:
             raise UsageError(_missing(name, layers))
@@ -220,6 +228,8 @@ def parse_value(key: Key, value: object, where: str, text: bool) -> Any:
     try:
         return key.kind.parse(value, text)
     except Invalid as bad:
+        if bad.sentence:
+            raise UsageError(f"{where}: {bad.problem}") from None
         hint = f"; did you mean {bad.hint!r}?" if bad.hint else ""
         shown = repr(value) if text else _show(value)
         if key.path in SECRETS or bad.concealed:  # a credential is never echoed
@@ -253,6 +263,7 @@ def _build(chosen: Mapping[str | None, dict[str, Any]]) -> Settings:
     return Settings(
         source=top.get("source"),
         mountpoint=top.get("mountpoint"),
+        zones=top.get("zones"),
         layout=LayoutSettings(**chosen["layout"]),
         s3=S3Settings(**chosen["s3"]),
         cache=CacheSettings(**chosen["cache"]),

@@ -9,8 +9,8 @@ so cancellation never wedges the limiter and never leaves it over-subscribed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 import trio
 
@@ -19,6 +19,27 @@ from desfs.storage.base import Blob, ListPage, Storage
 from desfs.storage.counters import RequestCounters
 
 T = TypeVar("T")
+
+
+class AsyncStore(Protocol):
+    """What the engine reads a source through: one store (`AsyncStorage`), or DES zones
+    (`desfs.storage.zoned.ZonedStore`), each zone an AsyncStorage of its own."""
+
+    @property
+    def counters(self) -> RequestCounters: ...
+
+    @property
+    def key_prefix(self) -> str: ...
+
+    def describe(self) -> str: ...
+
+    async def list_page(self, prefix: str, delimiter: str, token: str | None) -> ListPage: ...
+
+    async def read_range(self, key: str, start: int, end: int, etag: str | None) -> bytes: ...
+
+    async def read_suffix(self, key: str, length: int) -> Blob: ...
+
+    async def read_object(self, key: str) -> Blob: ...
 
 
 class AsyncStorage:
@@ -58,16 +79,6 @@ class AsyncStorage:
 
     async def read_object(self, key: str) -> Blob:
         return await self._run(lambda: self.storage.read_object(key))
-
-    async def iter_pages(self, prefix: str, delimiter: str) -> AsyncIterator[ListPage]:
-        """Every page of a listing in order; only one page is held at a time."""
-        token: str | None = None
-        while True:
-            page = await self.list_page(prefix, delimiter, token)
-            yield page
-            if page.next_token is None:
-                return
-            token = page.next_token
 
     async def _run(self, call: Callable[[], T]) -> T:
         if self._deadline is None:

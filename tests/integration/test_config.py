@@ -22,6 +22,7 @@ from desfs.settings.flags import load_settings
 from desfs.settings.keys import KEYS, SECRETS, Key
 from desfs.settings.kinds import Flag
 from desfs.settings.loader import Settings, read_config, resolve
+from desfs.settings.zones import Zone, Zones
 from tests.support.mounting import Mounted, needs_fuse
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
@@ -37,6 +38,7 @@ def non_defaults(tmp_path: Path) -> dict[str, tuple[object, object]]:
     return {
         "source": ("s3://bucket/prefix", "s3://bucket/prefix"),
         "mountpoint": ("/mnt/elsewhere", "/mnt/elsewhere"),
+        "zones": (ZONES_YAML, ZONES),
         "layout.layout": ("des-flat", "des-flat"),
         "layout.bigfiles_dir": ("_huge", "_huge"),
         "layout.sidecar_max_bytes": ("2MiB", 2 * MiB),
@@ -101,6 +103,16 @@ def non_defaults(tmp_path: Path) -> dict[str, tuple[object, object]]:
     }
 
 
+ZONES_YAML = {
+    "n_bits": 4,
+    "zones": [
+        {"name": "low", "range": {"start": 0, "end": 7}, "s3": {"bucket": "b1", "prefix": "p"}},
+        {"name": "high", "range": {"start": 8, "end": 15}, "s3": {"bucket": "b2"}},
+    ],
+}
+ZONES = Zones(4, (Zone("low", 0, 7, "b1", "p/"), Zone("high", 8, 15, "b2", "")))
+
+
 def nested(flat: dict[str, object]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for path, value in flat.items():
@@ -154,6 +166,10 @@ def test_example_documents_every_key_at_its_default(tmp_path: Path) -> None:
 
 def test_every_key_is_parsed_from_the_file(tmp_path: Path) -> None:
     table = non_defaults(tmp_path)
+    # A file names its source or its zones, not both: zones get a file of their own.
+    zones = write_config(tmp_path / "zones.yaml", {"zones": table.pop("zones")[0]})
+    assert resolve([read_config(zones)]).zones == ZONES
+    assert resolve([read_config(zones)]).source == "@zones"
     config = write_config(tmp_path / "all.yaml", {k: v[0] for k, v in table.items()})
     settings = resolve([read_config(config)])
     for path, (_, expected) in table.items():
