@@ -23,7 +23,7 @@ class ExitCode:
     FORMAT = 5  # a container is corrupt or not a DES container
     MOUNTPOINT = 6  # mountpoint missing, not empty, or already mounted
     MOUNT_FAILED = 7  # the FUSE mount itself failed or never answered
-    NOT_MOUNTED = 8  # `umount`: nothing is mounted there
+    NOT_MOUNTED = 8  # `umount`, `ready`: nothing is mounted there (or no ready file)
     INTERNAL = 70  # a bug: an unexpected exception (EX_SOFTWARE)
 
 

@@ -1,4 +1,4 @@
-"""`desfs status MOUNTPOINT` and `desfs warm PATH`: operator tools that talk to a live mount.
+"""`desfs status`, `desfs ready` and `desfs warm`: operator tools that talk to a live mount.
 
 Both go through the mount itself, as any program would: `status` reads the root's
 `user.des.stats` xattr; `warm` walks a day (or shard) directory so the daemon loads every
@@ -17,13 +17,14 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TextIO, TypeVar
 
-from desfs.errors import MountError, NotFound, UsageError
+from desfs.errors import ExitCode, MountError, NotFound, UsageError
 
 STATS_XATTR = "user.des.stats"
 READ_CHUNK = 1024 * 1024
@@ -33,6 +34,12 @@ T = TypeVar("T")
 
 class NoAnswer(MountError):
     """The mount's daemon did not answer in time (stopped, or wedged)."""
+
+
+class NotMounted(MountError):
+    """Nothing serves there."""
+
+    exit_code = ExitCode.NOT_MOUNTED
 
 
 def bounded(call: Callable[[], T], what: str, seconds: float = ANSWER_SECONDS) -> T:
@@ -75,6 +82,31 @@ def mount_root(path: Path) -> Path:
             f"{given} is not inside a desfs mount ({current} is another filesystem)"
         ) from None
     return current
+
+
+def check_ready(mountpoint: Path | None, ready_file: Path | None, max_age: float) -> None:
+    """Return when the mount answers (a round trip through the kernel to its daemon) and
+    the ready file is fresh; raise otherwise (exit 8: not there, exit 7: no answer)."""
+    if mountpoint is None and ready_file is None:
+        raise UsageError("ready: name a MOUNTPOINT, a --file, or both")
+    if ready_file is not None:
+        try:
+            age = time.time() - ready_file.stat().st_mtime
+        except FileNotFoundError:
+            raise NotMounted(f"{ready_file} does not exist: the mount is not serving") from None
+        if age > max_age:
+            raise NoAnswer(
+                f"{ready_file} was last touched {age:.0f} s ago (over {max_age:g} s): the "
+                "daemon is stopped or stuck"
+            )
+    if mountpoint is not None:
+        path = Path(os.path.abspath(mountpoint))
+        if not bounded(partial(os.path.ismount, path), str(path)):
+            raise NotMounted(f"{path}: not mounted")
+        try:
+            bounded(lambda: os.getxattr(path, STATS_XATTR), f"the mount at {path}")
+        except OSError as exc:
+            raise NotMounted(f"{path}: not a desfs mount that answers ({exc.strerror})") from None
 
 
 def read_stats(mountpoint: Path) -> dict[str, object]:

@@ -32,7 +32,9 @@ from desfs.settings.loader import parse_value
 log = logging.getLogger("desfs")
 
 
-COMMANDS = ("ls", "cat", "stat", "verify", "pack", "mount", "umount", "serve", "status", "warm")
+COMMANDS = (
+    "ls", "cat", "stat", "verify", "pack", "mount", "umount", "serve", "status", "ready", "warm",
+)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,6 +115,21 @@ def _add_ops(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     status.set_defaults(handler=_run_status)
 
+    ready = sub.add_parser(
+        "ready",
+        help="exit 0 when a mount serves (a readiness probe)",
+        description="Exit 0 when MOUNTPOINT answers through the kernel and, with --file, "
+        "when the daemon's ready file (mount.ready_file) is fresh. Exit 8 when nothing "
+        "is mounted or the file is missing, 7 when the daemon does not answer in time.",
+    )
+    ready.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT", nargs="?")
+    ready.add_argument("--file", type=Path, help="the mount's --ready-file")
+    ready.add_argument(
+        "--max-age", type=float, default=30.0, metavar="SECONDS",
+        help="oldest heartbeat accepted (default: 30; the daemon writes one every 5 s)",
+    )  # fmt: skip
+    ready.set_defaults(handler=_run_ready)
+
     warm = sub.add_parser("warm", help="load a day's indices (and data) into a mount's caches")
     warm.add_argument("path", type=Path, metavar="PATH", help="a day or shard directory")
     warm.add_argument("--data", action="store_true", help="also read every file")
@@ -128,6 +145,12 @@ def _run_status(args: argparse.Namespace) -> int:
         print(json.dumps(stats, indent=2, sort_keys=True))
     else:
         live.print_status(stats, sys.stdout)
+    return ExitCode.OK
+
+
+def _run_ready(args: argparse.Namespace) -> int:
+    live.check_ready(args.mountpoint, args.file, args.max_age)
+    print("ready")
     return ExitCode.OK
 
 

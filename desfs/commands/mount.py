@@ -112,16 +112,20 @@ class _ReadyPipe:
 
 
 def _spawn_daemon(args: argparse.Namespace, settings: Settings) -> int:
+    from desfs.fuse.session import passed_fd
+
     read_end, write_end = os.pipe()
     argv = [sys.executable, "-m", "desfs", "--log-level", settings.log_level("mount"), "mount"]
     argv += ["--foreground", "--ready-fd", str(write_end)]
     if settings.logging.file is None and os.path.exists("/dev/log"):
         argv.append("--log-file=syslog")
     argv += _mount_arguments(args.argv)
+    handed = passed_fd(settings.mountpoint or "")  # a /dev/fd/N mountpoint goes along
+    kept = (write_end,) if handed is None else (write_end, handed)
     with open(os.devnull, "rb") as devnull_in, open(os.devnull, "wb") as devnull_out:
         child = subprocess.Popen(
             argv, stdin=devnull_in, stdout=devnull_out, stderr=devnull_out,
-            pass_fds=(write_end,), start_new_session=True,
+            pass_fds=kept, start_new_session=True,
         )  # fmt: skip
     os.close(write_end)
     line = _wait_line(read_end, child)

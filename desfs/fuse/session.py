@@ -4,6 +4,11 @@ One exit path, two triggers: SIGTERM/SIGINT call `pyfuse3.terminate()`, an exter
 `fusermount3 -u` ends `pyfuse3.main()` by itself; either way `pyfuse3.close(unmount=True)`
 runs last. Readiness (systemd READY=1 and the daemonizing parent's pipe) is announced only
 after a `stat` of the mountpoint has gone through the kernel to this daemon and back.
+
+The mountpoint may also be `/dev/fd/N`: a /dev/fuse descriptor another process (a
+Kubernetes CSI driver) opened and mounted, then handed over. libfuse serves it as is, so
+desfs needs no privilege and no fusermount3; it never unmounts it (its mounter does) and
+cannot stat a mount it does not know the path of, so it is ready once the session is.
 """
 
 from __future__ import annotations
@@ -12,10 +17,14 @@ import errno
 import faulthandler
 import logging
 import os
+import re
 import signal
+import stat
 import subprocess
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
 import pyfuse3
 import trio
@@ -30,6 +39,9 @@ log = logging.getLogger(__name__)
 
 # Once every request is answered at once, an invalidation ends within milliseconds.
 RELEASER_STOP_SECONDS = 5.0
+HEARTBEAT_SECONDS = 5.0  # the ready file's mtime is at most this old while the loop runs
+_FD_MOUNTPOINT = re.compile(r"/dev/fd/([0-9]+)", re.ASCII)
+_FUSE_DEVICE = os.makedev(10, 229)  # /dev/fuse
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +65,20 @@ class MountTarget:
         return options
 
 
+def passed_fd(mountpoint: str) -> int | None:
+    """N for a `/dev/fd/N` mountpoint (a descriptor handed over), else None."""
+    found = _FD_MOUNTPOINT.fullmatch(mountpoint)
+    return int(found.group(1)) if found is not None else None
+
+
 def check_mountpoint(target: MountTarget) -> None:
-    """Refuse a missing, non-directory, non-empty or already-mounted mountpoint."""
+    """Refuse a missing, non-directory, non-empty or already-mounted mountpoint, or a
+    `/dev/fd/N` that is not an open /dev/fuse descriptor."""
     path = target.mountpoint
+    fd = passed_fd(path)
+    if fd is not None:
+        _check_passed_fd(fd)
+        return
     try:
         os.stat(path)  # stat(2) never triggers an automount
         if _top_mount_type(path) == "autofs":
@@ -78,6 +101,15 @@ def check_mountpoint(target: MountTarget) -> None:
         raise MountpointError(f"mountpoint {path} is not a directory")
     if os.listdir(path) and not target.settings.allow_nonempty:
         raise MountpointError(f"mountpoint {path} is not empty")
+
+
+def _check_passed_fd(fd: int) -> None:
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        raise MountpointError(f"/dev/fd/{fd}: no such open descriptor") from None
+    if not stat.S_ISCHR(info.st_mode) or info.st_rdev != _FUSE_DEVICE:
+        raise MountpointError(f"/dev/fd/{fd} is not a /dev/fuse descriptor")
 
 
 def _clean_stale(path: str) -> None:
@@ -132,11 +164,42 @@ async def _main(
 
 
 async def _announce_ready(target: MountTarget, on_ready: Callable[[], None]) -> None:
-    await trio.to_thread.run_sync(os.stat, target.mountpoint)
-    _raise_read_ahead(target)
-    log.info("mounted %s at %s", target.fsname, target.mountpoint)
+    if passed_fd(target.mountpoint) is None:
+        await trio.to_thread.run_sync(os.stat, target.mountpoint)
+        _raise_read_ahead(target)
+        log.info("mounted %s at %s", target.fsname, target.mountpoint)
+    else:
+        log.info("serving %s on %s (mounted by its opener)", target.fsname, target.mountpoint)
     sd_notify("READY=1")
     on_ready()
+    ready_file = target.settings.ready_file
+    if ready_file is not None:
+        await _heartbeat(ready_file)
+
+
+async def _heartbeat(path: Path) -> None:
+    """Keep `path` fresh while this loop runs, and remove it when the mount stops: a
+    probe that finds it missing or old knows the daemon is gone or stuck."""
+    warned = False
+    try:
+        while True:
+            try:
+                await trio.to_thread.run_sync(_touch, path)
+            except OSError as exc:
+                if not warned:
+                    log.warning("ready file %s: %s", path, exc.strerror or exc)
+                warned = True
+            await trio.sleep(HEARTBEAT_SECONDS)
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(partial(path.unlink, missing_ok=True))
+
+
+def _touch(path: Path) -> None:
+    """Write, then rename into place, so a probe never reads a half-written file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(f"{os.getpid()}\n")
+    os.replace(temporary, path)
 
 
 async def _stop_on_signal(

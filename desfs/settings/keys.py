@@ -181,6 +181,13 @@ KEYS: tuple[Key, ...] = (
     _k("mount.max_requests", Integer(1, 10_000), "--max-requests", "concurrent requests", "mount"),
     _k("mount.max_inodes", Integer(1, 2**31), "--max-inodes", "nodes held", "mount"),
     _k("mount.shutdown_grace", Seconds(0, 3600), "--shutdown-grace", "after SIGTERM", "mount"),
+    _k(
+        "mount.ready_file",
+        FilePath(new_file=True),
+        "--ready-file",
+        "readiness heartbeat file",
+        "mount",
+    ),
     _k("mount.read_ahead_kb", Integer(0, 2**20), "--read-ahead-kb", "bdi readahead", "mount"),
     # routing
     _k("routing.des_n_bits", Integer(4, 16, optional=True), "--des-n-bits", "DES n_bits"),

@@ -291,17 +291,20 @@ class Text:
 
 @dataclass(frozen=True, slots=True)
 class FilePath:
-    """A path; `existing_file` demands a regular file now, otherwise a path that, if it
-    exists, is a directory."""
+    """A path; `existing_file` demands a regular file now, `new_file` a path desfs will
+    write a file at (not a directory), otherwise a path that, if it exists, is a directory."""
 
     existing_file: bool = False
+    new_file: bool = False
 
     @property
     def metavar(self) -> str:
-        return "FILE" if self.existing_file else "DIR"
+        return "FILE" if self.existing_file or self.new_file else "DIR"
 
     @property
     def expected(self) -> str:
+        if self.new_file:
+            return "a file path (not a directory)"
         return "the path of an existing file" if self.existing_file else "a directory path"
 
     def parse(self, value: object, text: bool) -> object:
@@ -312,6 +315,10 @@ class FilePath:
         path = Path(value).expanduser()
         if self.existing_file and not path.is_file():
             raise Invalid("not an existing file", self.expected)
+        if self.new_file:
+            if path.is_dir():
+                raise Invalid("a directory", self.expected)
+            return path
         if not self.existing_file and path.exists() and not path.is_dir():
             raise Invalid("not a directory", self.expected)
         return path

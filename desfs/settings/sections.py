@@ -79,6 +79,9 @@ class MountSettings:
     max_inodes: int = 131_072  # nodes the kernel may hold before desfs drops the oldest
     shutdown_grace: float = 10.0  # seconds in-flight requests get after SIGTERM
     read_ahead_kb: int = 1024  # bdi readahead set when running as root; 0 keeps the kernel's
+    # Created once the mount serves and touched every few seconds while the daemon's loop
+    # runs; removed at exit. What a readiness probe checks (`desfs ready --file`).
+    ready_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,7 @@ def non_defaults(tmp_path: Path) -> dict[str, tuple[object, object]]:
         "mount.max_inodes": (1000, 1000),
         "mount.shutdown_grace": (3, 3.0),
         "mount.read_ahead_kb": (0, 0),
+        "mount.ready_file": (str(tmp_path / "ready"), tmp_path / "ready"),
         "logging.level": ("debug", "debug"),
         "logging.file": ("syslog", "syslog"),
         "metrics.enabled": (True, True),
