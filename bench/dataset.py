@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.config import BIG_FILES, DAYS, SEED, SHARDS_PER_DAY, BenchConfig, KiB
-from desfs.pack.plan import des_shard_index, shard_from_name
+from desfs.namespace.routing import des_shard_index, shard_from_name
 
 MEDIAN_SIZE = 8 * KiB
 SIGMA = 1.1  # log-normal spread: about 2 % of the files reach the 256 KiB clip

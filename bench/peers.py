@@ -17,7 +17,7 @@ from bench.artifacts import PACKINGS, s3_prefix, squashfs_path, tar_path
 from bench.config import BUCKET, DAYS, SHARDS_PER_DAY, BenchConfig
 from bench.dataset import DES_BITS, DV_BITS, BenchFile, Dataset
 from bench.tools import Tools
-from desfs.pack.plan import datavision_shard_token, des_shard_hex
+from desfs.namespace.routing import datavision_shard_token, des_shard_hex
 
 S3_REGION = "us-east-1"
 

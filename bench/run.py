@@ -25,7 +25,7 @@ from bench.mounts import force_unmount
 from bench.peers import Lineup, lineup
 from bench.report import Meta, write_json, write_markdown
 from bench.runner import Context, run_condition
-from bench.s3env import calibrate, running_store
+from bench.s3env import STORES, calibrate, measure_floor, running_store
 from bench.targets import Facts, as_dicts, judge_all
 from bench.tools import prepare
 from bench.workloads import WORKLOADS, Plan, delivered, make_plan
@@ -40,10 +40,10 @@ NOTES = (
     "image made by `mksquashfs` with its defaults (gzip, 128 KiB blocks).",
     "s3fs and rclone run with their defaults plus read-only and path-style addressing; "
     "rclone with `--vfs-cache-mode off` (its default).",
-    "S3 is a moto server behind the counting proxy of tests/support/s3proxy.py, with "
+    "S3 is Ceph RGW (tests/support/rgw.py: one monitor, one in-memory OSD, the beast "
+    "frontend with tcp_nodelay) behind the counting proxy of tests/support/s3proxy.py, with "
     "TCP_NODELAY set on the proxy's sockets (without it every GET with a body waits ~40 ms "
-    "for a delayed ACK). moto answers roughly 200 GETs per second on this machine, which "
-    "caps every per-file peer at 0 ms.",
+    "for a delayed ACK); `--store moto` runs the same against a moto server instead.",
 )
 REPEAT_NOTE = (
     "A workload whose first cold run took longer than {slow:.0f} s (or timed out) is not "
@@ -73,6 +73,7 @@ def parse(argv: list[str] | None) -> tuple[BenchConfig, argparse.Namespace]:
     parser.add_argument("--peers", help="comma-separated peer names to run (default: all)")
     parser.add_argument("--reps", type=int, help="override the repetitions")
     parser.add_argument("--latencies", help="override, e.g. 0,20 (milliseconds)")
+    parser.add_argument("--store", choices=STORES, default="rgw", help="the S3 store (rgw)")
     parser.add_argument(
         "--rewrite-report",
         action="store_true",
@@ -129,6 +130,23 @@ def calibration_keys(dataset: Dataset) -> dict[str, str]:
         ),
         f"one big file ({big.size / 2**20:.0f} MiB)": f"files/{big.path}",
     }
+
+
+def _floor_note(store: Any, dataset: Dataset, config: BenchConfig, log: Any) -> str:
+    """The store's own floor at each latency, measured now: the limit every S3 figure of
+    this run is to be read against."""
+    small = [f"files/{f.path}" for f in sorted(dataset.small, key=lambda f: f.name)[:50]]
+    big = f"files/{sorted(dataset.big, key=lambda f: f.name)[0].path}"
+    parts = []
+    for latency in config.latencies_ms:
+        floor = measure_floor(store, BUCKET, small, big, latency)
+        log(f"floor at {latency} ms: {floor}")
+        parts.append(
+            f"at {latency} ms, {floor.small_gets_per_s:.0f} small GETs/s (one thread, one "
+            f"after another), {floor.stream_mib_per_s:.0f} MiB/s in one GET, "
+            f"{floor.parallel_mib_per_s:.0f} MiB/s in 8 MiB ranges 8 at a time"
+        )
+    return "The store's floor through the proxy, measured in this run: " + "; ".join(parts) + "."
 
 
 def peer_env() -> dict[str, str]:
@@ -219,16 +237,17 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("Not run as root: the page cache could not be dropped; cold runs are warmer.")
     wanted = set(args.peers.split(",")) if args.peers else None
     cleanup_mounts(config)
-    with running_store() as store:
-        upload(dataset, store.moto.client(), log)
+    with running_store(args.store) as store:
+        upload(dataset, store.server.client(), log)
         costs = calibrate(store, BUCKET, calibration_keys(dataset))
         log("store ms per ranged GET: " + ", ".join(f"{k} {v:.1f}" for k, v in costs.items()))
         notes.append(
-            "Store cost per ranged 4 KiB GET at 0 ms, through the proxy (median ms; moto reads "
-            "the whole object to answer a range): "
+            f"Store ({store.kind}) cost per ranged 4 KiB GET at 0 ms, through the proxy "
+            "(median ms): "
             + ", ".join(f"{k} {v:.1f} ms" for k, v in costs.items())
             + ". At 20 ms every request costs the latency plus this."
         )
+        notes.append(_floor_note(store, dataset, config, log))
         peers = lineup(config, dataset, tools, store.env(), config.out)
         meta = Meta(
             mode=config.mode,

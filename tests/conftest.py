@@ -1,4 +1,5 @@
-"""Fixtures shared by every test tier: a clean AWS environment and one moto S3 server."""
+"""Fixtures shared by every test tier: a clean AWS environment, one moto S3 server (for the
+faults only an emulator lets us inject) and one Ceph RGW (the store users run)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.support.moto_server import MotoServer
+from tests.support.rgw import RgwServer, rgw_missing
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,3 +48,20 @@ def moto_server() -> Iterator[MotoServer]:
 @pytest.fixture(scope="session")
 def s3_client(moto_server: MotoServer) -> Any:
     return moto_server.client()
+
+
+@pytest.fixture(scope="session")
+def rgw_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RgwServer]:
+    """Ceph RGW on 127.0.0.1. Missing packages are an error, not a skip: the bootstrap
+    installs them, and the tests that use RGW are the ones that say desfs works on it."""
+    reason = rgw_missing()
+    if reason is not None:
+        raise RuntimeError(reason)
+    server = RgwServer(tmp_path_factory.mktemp("rgw")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def rgw_client(rgw_server: RgwServer) -> Any:
+    return rgw_server.client()

@@ -19,7 +19,10 @@ from desfs.storage.base import Storage
 from desfs.storage.local import LocalStorage
 from desfs.storage.s3 import S3Storage
 from tests.support.moto_server import DUMMY_KEY_ID, DUMMY_SECRET, REGION, MotoServer
+from tests.support.rgw import ACCESS_KEY, SECRET_KEY, RgwServer
 from tests.support.s3proxy import S3Proxy
+
+RGW_KEYS = (ACCESS_KEY, SECRET_KEY)
 
 SOURCE_PREFIX = "src/"
 
@@ -38,15 +41,20 @@ def proxy(moto_server: MotoServer) -> Iterator[S3Proxy]:
     server.stop()
 
 
-def s3_settings(endpoint: str, bucket: str, prefix: str = SOURCE_PREFIX) -> S3Settings:
+def s3_settings(
+    endpoint: str,
+    bucket: str,
+    prefix: str = SOURCE_PREFIX,
+    keys: tuple[str, str] = (DUMMY_KEY_ID, DUMMY_SECRET),
+) -> S3Settings:
     """Settings for tests: path-style through `endpoint`, small timeouts and backoff."""
     return S3Settings(
         bucket=bucket,
         prefix=prefix,
         endpoint_url=endpoint,
         region=REGION,
-        access_key_id=DUMMY_KEY_ID,
-        secret_access_key=DUMMY_SECRET,
+        access_key_id=keys[0],
+        secret_access_key=keys[1],
         addressing_style="path",
         connect_timeout=2.0,
         read_timeout=5.0,
@@ -97,7 +105,9 @@ def _local_harness(tmp_path: Path) -> StoreHarness:
     return StoreHarness("local", make, put_many, None, make(1000))
 
 
-def _s3_harness(client: Any, bucket: str, proxy: S3Proxy) -> StoreHarness:
+def _s3_harness(
+    client: Any, bucket: str, proxy: S3Proxy, keys: tuple[str, str], name: str
+) -> StoreHarness:
     def put_many(items: dict[str, bytes]) -> None:
         def put(item: tuple[str, bytes]) -> None:
             client.put_object(Bucket=bucket, Key=SOURCE_PREFIX + item[0], Body=item[1])
@@ -106,18 +116,39 @@ def _s3_harness(client: Any, bucket: str, proxy: S3Proxy) -> StoreHarness:
             list(pool.map(put, items.items()))
 
     def make(page_size: int) -> Storage:
-        return S3Storage(s3_settings(proxy.url, bucket), page_size=page_size)
+        return S3Storage(s3_settings(proxy.url, bucket, keys=keys), page_size=page_size)
 
     # Outside the source prefix: must never show up.
     client.put_object(Bucket=bucket, Key="elsewhere/decoy.des", Body=b"decoy")
-    return StoreHarness("s3", make, put_many, proxy, make(1000))
+    return StoreHarness(name, make, put_many, proxy, make(1000))
 
 
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+@pytest.fixture
+def rgw_proxy(rgw_server: RgwServer) -> Iterator[S3Proxy]:
+    server = S3Proxy(rgw_server.port).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(
+    params=[
+        "local",
+        pytest.param("s3", marks=pytest.mark.s3),
+        pytest.param("rgw", marks=pytest.mark.s3),
+    ]
+)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreHarness:
+    """The same contract over a directory, moto, and Ceph RGW (each S3 one behind the
+    counting proxy)."""
     if request.param == "local":
         return _local_harness(tmp_path)
+    if request.param == "rgw":
+        client = request.getfixturevalue("rgw_client")
+        bucket = f"desfs-test-{uuid.uuid4().hex[:16]}"
+        client.create_bucket(Bucket=bucket)
+        proxy = request.getfixturevalue("rgw_proxy")
+        return _s3_harness(client, bucket, proxy, RGW_KEYS, "rgw")
     client = request.getfixturevalue("s3_client")
     bucket = request.getfixturevalue("s3_bucket")
     proxy = request.getfixturevalue("proxy")
-    return _s3_harness(client, bucket, proxy)
+    return _s3_harness(client, bucket, proxy, (DUMMY_KEY_ID, DUMMY_SECRET), "s3")

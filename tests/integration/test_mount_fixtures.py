@@ -1,4 +1,4 @@
-"""Every upstream fixture case, mounted from a local directory and from S3 (moto server),
+"""Every upstream fixture case, mounted from a local directory and from S3 (Ceph RGW),
 read with ordinary tools (`find`, `sha256sum`, `stat`, `getfattr`) against its manifest."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from tests.support.fixtures import cases, load_manifest
-from tests.support.moto_server import MotoServer, upload_tree
+from tests.support.moto_server import upload_tree
 from tests.support.mounting import Mounted, needs_fuse
+from tests.support.rgw import RgwServer
 
 pytestmark = needs_fuse()
 
@@ -94,13 +95,13 @@ def test_local_mount_matches_manifest(case: Path, tmp_path: Path) -> None:
 @pytest.mark.s3
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_s3_mount_matches_manifest(
-    case: Path, tmp_path: Path, moto_server: MotoServer, s3_client: Any
+    case: Path, tmp_path: Path, rgw_server: RgwServer, rgw_client: Any
 ) -> None:
     manifest = load_manifest(case)
     bucket = "fx-" + hashlib.sha1(str(tmp_path).encode()).hexdigest()[:12]
-    s3_client.create_bucket(Bucket=bucket)
-    upload_tree(s3_client, bucket, case / "bucket", "archive/")
-    env = moto_server.env()
+    rgw_client.create_bucket(Bucket=bucket)
+    upload_tree(rgw_client, bucket, case / "bucket", "archive/")
+    env = rgw_server.env()
     source = f"s3://{bucket}/archive"
     with Mounted(source, tmp_path / "mnt", tmp_path / "daemon.log", env=env) as mount:
         check_mount(mount.path, manifest)

@@ -1,5 +1,5 @@
 """The request budget of design-brief §2, counted on the server side by a proxy in front of
-the moto server while ordinary tools (`ls`, `stat`, `cat`, `cp -r`) use a real mount."""
+Ceph RGW while ordinary tools (`ls`, `stat`, `cat`, `cp -r`) use a real mount."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ from desfs.archive.walk import WINDOW as WALK_WINDOW
 from desfs.format.model import Format
 from desfs.pack.options import PackOptions
 from desfs.pack.plan import pack_directory
-from tests.support.moto_server import MotoServer, upload_tree
+from tests.support.moto_server import upload_tree
 from tests.support.mounting import Mounted, needs_fuse, root_stats
+from tests.support.rgw import RgwServer
 from tests.support.s3proxy import RequestRecord, S3Proxy
 
 pytestmark = [needs_fuse(), pytest.mark.s3]
@@ -65,13 +66,13 @@ def _make_source(root: Path) -> dict[str, bytes]:
 
 @contextmanager
 def _mounted_bucket(
-    root: Path, bucket: str, moto: MotoServer, client: Any, files: dict[str, bytes], args: list[str]
+    root: Path, bucket: str, store: RgwServer, client: Any, files: dict[str, bytes], args: list[str]
 ) -> Iterator[Layout]:
     """Upload root/bucket to a fresh bucket and mount it through a counting proxy."""
     client.create_bucket(Bucket=bucket)
     upload_tree(client, bucket, root / "bucket", "")
-    proxy = S3Proxy(moto.port).start()
-    env = {**moto.env(), "AWS_ENDPOINT_URL": proxy.url}
+    proxy = S3Proxy(store.port).start()
+    env = {**store.env(), "AWS_ENDPOINT_URL": proxy.url}
     try:
         with Mounted(f"s3://{bucket}", root / "mnt", root / "daemon.log", args, env) as mount:
             yield Layout(mount.path, proxy, files)
@@ -81,12 +82,12 @@ def _mounted_bucket(
 
 @pytest.fixture(scope="module")
 def budget_mount(
-    tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer, s3_client: Any
+    tmp_path_factory: pytest.TempPathFactory, rgw_server: RgwServer, rgw_client: Any
 ) -> Iterator[Layout]:
     root = tmp_path_factory.mktemp("budget")
     files = _make_source(root)
     args = ["--prefetch-cap", str(PREFETCH_CAP), "--readahead-max", str(READAHEAD_MAX)]
-    with _mounted_bucket(root, "budget", moto_server, s3_client, files, args) as layout:
+    with _mounted_bucket(root, "budget", rgw_server, rgw_client, files, args) as layout:
         yield layout
 
 
@@ -196,7 +197,7 @@ def test_large_sequential_read_grows_then_caps(budget_mount: Layout) -> None:
 
 @pytest.fixture(scope="module")
 def des2_mount(
-    tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer, s3_client: Any
+    tmp_path_factory: pytest.TempPathFactory, rgw_server: RgwServer, rgw_client: Any
 ) -> Iterator[Layout]:
     """A DES flat day: shard 0 with an index larger than the tail window, shard 1 with a
     small index but more data than the window."""
@@ -215,7 +216,7 @@ def des2_mount(
         "20241204_0_0000.des",
         "20241204_1_0000.des",
     ]
-    with _mounted_bucket(root, "budget2", moto_server, s3_client, files, []) as layout:
+    with _mounted_bucket(root, "budget2", rgw_server, rgw_client, files, []) as layout:
         yield layout
 
 
@@ -272,7 +273,7 @@ def test_random_reads_that_keep_missing_fetch_the_entry_whole(budget_mount: Layo
 
 @pytest.fixture(scope="module")
 def many_shards(
-    tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer, s3_client: Any
+    tmp_path_factory: pytest.TempPathFactory, rgw_server: RgwServer, rgw_client: Any
 ) -> Iterator[Layout]:
     root = tmp_path_factory.mktemp("walk")
     rng = random.Random(9)
@@ -282,7 +283,7 @@ def many_shards(
         (root / "src" / name).write_bytes(data)
     options = PackOptions(format=Format.DESHEAD1, day=date(2024, 12, 7), shard_bits=4)
     pack_directory(root / "src", root / "bucket", options)
-    with _mounted_bucket(root, "walk", moto_server, s3_client, files, []) as layout:
+    with _mounted_bucket(root, "walk", rgw_server, rgw_client, files, []) as layout:
         yield layout
 
 
