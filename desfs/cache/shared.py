@@ -74,18 +74,28 @@ class SharedIndexCache:
         self._latency = 0.0
 
     def get(self, key: str, etag: str, size: int) -> CachedTail | None:
-        data = self._call(lambda: self._client.get(self._key(key, etag)))
-        if not isinstance(data, bytes):
+        found = self._call(lambda: self._fetch(self._key(key, etag)))
+        if not isinstance(found, tuple):
             self._count(hit=False)
             return None
+        length, data = found
+        if length == 0:
+            self._count(hit=False)
+            return None
+        if length > self._record_max:
+            # Never read a value bigger than any record desfs writes: whoever put it there,
+            # it must not size this host's memory.
+            log.warning("shared index cache: %d-byte value for %s ignored", length, key)
+            self._count(hit=False, error=True)
+            return None
         try:
-            found = decode_record(data, self._source, key, etag, size)
+            record = decode_record(data, self._source, key, etag, size)
         except FormatError as exc:
             log.warning("shared index cache: damaged record for %s ignored: %s", key, exc)
             self._count(hit=False, error=True)
             return None
         self._count(hit=True)
-        return found
+        return record
 
     def put(
         self, key: str, etag: str, size: int, tail: bytes, tail_start: int, head: bytes | None
@@ -97,6 +107,14 @@ class SharedIndexCache:
         if len(record) > self._record_max:
             return
         self._call(lambda: self._client.set(self._key(key, etag), record))
+
+    def _fetch(self, name: bytes) -> tuple[int, bytes]:
+        """The value's length and at most `record_max` bytes of it, in one round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.strlen(name)
+        pipe.getrange(name, 0, self._record_max - 1)
+        length, data = pipe.execute()
+        return int(length), bytes(data)
 
     def statistics(self) -> SharedStats:
         with self._lock:

@@ -35,6 +35,7 @@ from desfs.settings.kinds import Invalid
 ZONES_SOURCE = "@zones"  # SOURCE meaning "the zones of the config file"
 ZONE_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 MIN_BITS, MAX_BITS = 4, 16  # DES routing's own bounds
+MAX_ZONES = 1024  # each zone is a client and a connection pool of its own
 _TOP = ("n_bits", "zones", "allow_gaps")
 _FLAT_KEY = re.compile(r"[0-9]{8}_([0-9A-F]{1,4})_[0-9]{4,}\.(?:des|meta)", re.ASCII)
 _DAY_KEY = re.compile(
@@ -141,6 +142,8 @@ def parse_zones(data: object) -> Zones:
     raw = top.get("zones")
     if not isinstance(raw, list) or not raw:
         raise ZonesError("expected a non-empty 'zones:' list")
+    if len(raw) > MAX_ZONES:
+        raise ZonesError(f"{len(raw)} zones; desfs takes at most {MAX_ZONES}")
     zones = [_zone(item, i, n_bits) for i, item in enumerate(raw)]
     _check_names(zones)
     ordered = tuple(sorted(zones, key=lambda z: z.start))

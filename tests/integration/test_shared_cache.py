@@ -148,7 +148,8 @@ def test_redis_killed_mid_walk_reads_go_on(
 def test_damaged_and_foreign_records_are_never_used(
     store: Store, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    with _host(store, tmp_path, "seed", redis_server.url) as seed:
+    extra = ["--shared-record-max", "64KiB"]
+    with _host(store, tmp_path, "seed", redis_server.url, extra) as seed:
         cold = _walk(seed)
     client = redis_server.client()
     keys = redis_server.records()
@@ -158,17 +159,23 @@ def test_damaged_and_foreign_records_are_never_used(
         client.set(key, bytes(value))
     client.set(keys[3], b"garbage, not a record")
     client.set(keys[4], client.get(keys[5]))  # another container's (valid) record
+    client.set(keys[6], b"x" * (1 << 20))  # bigger than any record: never read whole
+    client.delete(keys[7])
+    client.rpush(keys[7], b"not a string")  # a value of another type
+    refused = 7  # keys[5] is left alone: its record is only copied
 
     store.proxy.reset_counts()
-    with _host(store, tmp_path, "host", redis_server.url) as mount:
+    with _host(store, tmp_path, "host", redis_server.url, extra) as mount:
         assert _walk(mount) == cold
         opened = {p.removeprefix(f"/{BUCKET}/") for p in _object_gets(store.proxy)}
-        assert len(opened) == 5, "exactly the five refused records were read from the store"
+        assert len(opened) == refused, "exactly the refused records were read from the store"
         _check_some(mount, store)
         stats = root_stats(mount.path)["shared_cache"]
-        assert stats["hits"] == len(store.keys) - 5
-        assert stats["errors"] == 5
+        assert stats["hits"] == len(store.keys) - refused
+        assert stats["errors"] == refused
         assert len(_warnings(mount, "damaged record")) == 5
+        assert len(_warnings(mount, "1048576-byte value")) == 1
+        assert len(_warnings(mount, "refused a call")) == 1
 
 
 def test_silent_redis_costs_a_bounded_wait(store: Store, tmp_path: Path) -> None:
