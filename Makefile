@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.desfs-installed
 MNT    ?= $(CURDIR)/mnt
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint typecheck unit bench bench-quick bench-fleet clean install uninstall
+.PHONY: setup demo test lint typecheck unit bench bench-quick bench-fleet bench-serve clean install uninstall
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	scripts/bootstrap.sh
@@ -42,6 +42,10 @@ bench-quick: $(STAMP)
 ## k mounts of one S3 source walking a day cold, with and without the shared index cache.
 bench-fleet: $(STAMP)
 	$(PY) -m bench.fleet
+
+## desfs serve beside the mount: small files per second and a large file's MiB/s.
+bench-serve: $(STAMP)
+	$(PY) -m bench.serve
 
 ## Install for the whole system (/opt/desfs, /usr/local/bin, /sbin, units, man pages,
 ## completion); `make uninstall` removes it. Both take PREFIX, BINDIR, ... (scripts/install.sh).

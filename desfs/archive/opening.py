@@ -57,11 +57,12 @@ class Opener:
         return await self._storage.read_suffix(key, self._window)
 
     async def open(self, ref: ContainerRef, tail: Blob | None = None) -> Container:
-        """Memory missed: the disk record, then the shared cache, then the store."""
+        """Memory missed: the disk record, then the shared cache, then the store. A `tail`
+        already read (routing) is used as it is: the store has been paid for."""
         stored = await self._open_stored(ref)
         if stored is not None:
             return stored
-        shared = await self._open_shared(ref)
+        shared = await self._open_shared(ref) if tail is None else None
         if shared is not None:
             return shared
         tail, head, sidecar = await self._first_round(ref, tail)
