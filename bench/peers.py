@@ -84,9 +84,10 @@ def ratarmount_s3(dataset: Dataset, tools: Tools, out: Path, s3_env: dict[str, s
     return Peer("ratarmount", "ratarmount", "s3", command, env, index_dir=index)
 
 
-def squashfuse(dataset: Dataset) -> Peer:
-    command = ("squashfuse_ll", "-f", str(squashfs_path(dataset)), "{mnt}")
-    return Peer("squashfuse", "squashfuse", "local", command)
+def squashfuse(dataset: Dataset, binary: str) -> Peer:
+    """`squashfuse_ll` (the low-level C anchor) or `squashfuse` (the high-level one)."""
+    command = (binary, "-f", str(squashfs_path(dataset)), "{mnt}")
+    return Peer(binary, "squashfuse", "local", command)
 
 
 def s3fs(s3_env: dict[str, str], passwd: Path) -> Peer:
@@ -134,7 +135,8 @@ def lineup(
     s3 = [desfs_peer(p, "s3", dataset, s3_env) for p in config.desfs_s3]
     candidates: dict[tuple[str, str], Callable[[], Peer]] = {
         ("ratarmount", "local"): lambda: ratarmount_local(dataset, tools, out),
-        ("squashfuse_ll", "local"): lambda: squashfuse(dataset),
+        ("squashfuse_ll", "local"): lambda: squashfuse(dataset, "squashfuse_ll"),
+        ("squashfuse", "local"): lambda: squashfuse(dataset, "squashfuse"),
         ("ratarmount", "s3"): lambda: ratarmount_s3(dataset, tools, out, s3_env),
         ("s3fs", "s3"): lambda: s3fs(s3_env, out / "s3fs.passwd"),
         ("rclone", "s3"): lambda: rclone(s3_env, out / "rclone.conf"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ class Meta:
     dataset: dict[str, Any]
     peers_local: tuple[str, ...]
     peers_s3: tuple[str, ...]
+    # latency ms (as text, as JSON keeps it) -> the store's floor measured in the run
+    floors: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def write_json(

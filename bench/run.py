@@ -36,8 +36,9 @@ NOTES = (
     "Cold: `sync; echo 3 > /proc/sys/vm/drop_caches`, then a fresh mount. ratarmount's index "
     "folder is emptied before each cold mount, so a cold ratarmount indexes its tars as on a "
     "first mount (W1 cold includes that); W1 warm is a remount that keeps the index.",
-    "squashfuse is run as `squashfuse_ll` (the faster of the package's two binaries) over an "
-    "image made by `mksquashfs` with its defaults (gzip, 128 KiB blocks).",
+    "squashfuse_ll and squashfuse (the package's low-level and high-level binaries) mount "
+    "one image made by `mksquashfs` with its defaults (gzip, 128 KiB blocks); squashfuse_ll "
+    "is the local anchor of the targets.",
     "s3fs and rclone run with their defaults plus read-only and path-style addressing; "
     "rclone with `--vfs-cache-mode off` (its default).",
     "S3 is Ceph RGW (tests/support/rgw.py: one monitor, one in-memory OSD, the beast "
@@ -132,21 +133,26 @@ def calibration_keys(dataset: Dataset) -> dict[str, str]:
     }
 
 
-def _floor_note(store: Any, dataset: Dataset, config: BenchConfig, log: Any) -> str:
+def _floors(
+    store: Any, dataset: Dataset, config: BenchConfig, log: Any
+) -> tuple[str, dict[str, dict[str, float]]]:
     """The store's own floor at each latency, measured now: the limit every S3 figure of
-    this run is to be read against."""
+    this run is to be read against. Returns the note and the figures by latency."""
     small = [f"files/{f.path}" for f in sorted(dataset.small, key=lambda f: f.name)[:50]]
     big = f"files/{sorted(dataset.big, key=lambda f: f.name)[0].path}"
     parts = []
+    floors: dict[str, dict[str, float]] = {}
     for latency in config.latencies_ms:
         floor = measure_floor(store, BUCKET, small, big, latency)
         log(f"floor at {latency} ms: {floor}")
+        floors[str(latency)] = dataclasses.asdict(floor)
         parts.append(
             f"at {latency} ms, {floor.small_gets_per_s:.0f} small GETs/s (one thread, one "
             f"after another), {floor.stream_mib_per_s:.0f} MiB/s in one GET, "
             f"{floor.parallel_mib_per_s:.0f} MiB/s in 8 MiB ranges 8 at a time"
         )
-    return "The store's floor through the proxy, measured in this run: " + "; ".join(parts) + "."
+    note = "The store's floor through the proxy, measured in this run: " + "; ".join(parts)
+    return note + ".", floors
 
 
 def peer_env() -> dict[str, str]:
@@ -175,8 +181,10 @@ class Results:
             timeout=self.config.run_timeout,
             delivered={w: delivered(w, self.plan) for w in WORKLOADS},
             w3_shard_bytes=sum(f.size for f in self.plan.w3),
+            w3_files=len(self.plan.w3),
             w4_files=len(self.plan.w4),
             latencies=self.config.latencies_ms,
+            floors=self.meta.floors,
         )
         verdicts = judge_all(aggregate(self.runs), facts)
         out = self.config.out
@@ -247,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(f"{k} {v:.1f} ms" for k, v in costs.items())
             + ". At 20 ms every request costs the latency plus this."
         )
-        notes.append(_floor_note(store, dataset, config, log))
+        floor_note, floors = _floors(store, dataset, config, log)
+        notes.append(floor_note)
         peers = lineup(config, dataset, tools, store.env(), config.out)
         meta = Meta(
             mode=config.mode,
@@ -264,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             dataset=dataset_facts(config, dataset, plan),
             peers_local=tuple(p.name for p in peers.local),
             peers_s3=tuple(p.name for p in peers.s3),
+            floors=floors,
         )
         profile = frozenset(args.profile.split(",")) if args.profile else frozenset()
         results = Results(config, meta, plan, "profile-" if profile else "")

@@ -26,6 +26,7 @@ PIP_PACKAGES = ("ratarmount", "s3fs", "py-spy")
 APT_BINARIES = {
     "mksquashfs": "squashfs-tools",
     "squashfuse_ll": "squashfuse",
+    "squashfuse": "squashfuse",
     "s3fs": "s3fs",
     "rclone": "rclone",
     "fusermount3": "fuse3",

@@ -28,10 +28,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
 from desfs.cache.records import CachedTail, decode_record, encode_record, record_name
 from desfs.errors import FormatError
 
@@ -55,6 +51,13 @@ class SharedIndexCache:
     def __init__(
         self, url: str, source: str, timeout: float, record_max: int, password: str | None
     ) -> None:
+        # redis costs ~60 ms to import: only a mount with a shared cache pays it.
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        self._refusal: type[Exception] = redis.ResponseError  # Redis answered: no
+        self._failure: type[Exception] = redis.RedisError
         self._client = redis.Redis.from_url(
             url,
             password=password,
@@ -129,12 +132,12 @@ class SharedIndexCache:
         began = time.monotonic()
         try:
             result = call()
-        except redis.ResponseError as exc:
+        except self._refusal as exc:
             # Redis answered, with a refusal (full under maxmemory noeviction, a command
             # renamed away): count it and warn, but keep asking.
             self._refused(exc)
             return None
-        except (redis.RedisError, OSError) as exc:
+        except (self._failure, OSError) as exc:
             self._failed(exc)
             return None
         with self._lock:

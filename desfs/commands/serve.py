@@ -18,7 +18,6 @@ from desfs.commands.metrics import MetricsExporter, Snapshot
 from desfs.errors import ExitCode, UsageError
 from desfs.fuse.notify import sd_notify
 from desfs.http.app import ArchiveApp
-from desfs.http.server import run
 from desfs.settings.flags import add_key_flag, add_source_options, load_settings
 from desfs.settings.keys import KEYS
 
@@ -57,6 +56,8 @@ def run_serve(args: argparse.Namespace) -> int:
             settings.serve.listen,
         )
     app = ArchiveApp(archive, settings.serve, _metrics(archive))
+    # hypercorn costs ~60 ms to import: only `desfs serve` pays it, not every mount.
+    from desfs.http.server import run
 
     def ready(bound: list[str]) -> None:
         log.info("serving %s on %s", settings.source, ", ".join(bound))
