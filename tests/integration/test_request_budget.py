@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from desfs.archive.readahead import RANDOM_MISSES, WHOLE_CHUNK
+from desfs.archive.readahead import PART, RANDOM_MISSES, WHOLE_CHUNK
 from desfs.archive.walk import WINDOW as WALK_WINDOW
 from desfs.format.model import Format
 from desfs.pack.options import PackOptions
@@ -193,6 +193,41 @@ def test_large_sequential_read_grows_then_caps(budget_mount: Layout) -> None:
     assert len(sizes) <= growth + linear + 2, sizes
     assert max(sizes) <= READAHEAD_MAX + 256 * 1024, sizes
     assert sum(sizes) <= BIG_FILE + READAHEAD_MAX, sizes
+
+
+WIDE_READAHEAD = 16 * MiB
+
+
+@pytest.fixture(scope="module")
+def wide_mount(
+    tmp_path_factory: pytest.TempPathFactory, rgw_server: RgwServer, rgw_client: Any
+) -> Iterator[Layout]:
+    """Readahead windows up to four parts wide."""
+    root = tmp_path_factory.mktemp("wide")
+    files = _make_source(root)
+    args = ["--readahead-max", str(WIDE_READAHEAD)]
+    with _mounted_bucket(root, "wide", rgw_server, rgw_client, files, args) as layout:
+        yield layout
+
+
+def test_wide_readahead_windows_go_out_as_parallel_parts(wide_mount: Layout) -> None:
+    """A window wider than PART is several GETs at once, with the same bytes in all."""
+    layout, proxy = wide_mount, wide_mount.proxy
+    name = "big/large.bin"
+    path = _shard_of(layout, name) / name
+    subprocess.run(["stat", str(path)], check=True, timeout=30, capture_output=True)
+    proxy.reset_counts()
+    proxy.latency = 0.05  # every part waits here together, or the test shows they do not
+    try:
+        data = path.read_bytes()
+    finally:
+        proxy.latency = 0.0
+    assert hashlib.sha256(data).digest() == hashlib.sha256(layout.files[name]).digest()
+    sizes = [_range_length(r) for r in _gets(proxy.requests)]
+    assert max(sizes) <= PART + 256 * 1024, sizes
+    assert sum(sizes) <= BIG_FILE + WIDE_READAHEAD, sizes
+    assert len(sizes) <= math.ceil(BIG_FILE / PART) + 4, sizes  # + the ramp below PART
+    assert proxy.most_in_flight >= WIDE_READAHEAD // PART, (proxy.most_in_flight, sizes)
 
 
 @pytest.fixture(scope="module")

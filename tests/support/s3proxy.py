@@ -61,6 +61,8 @@ class S3Proxy:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._clients: set[socket.socket] = set()
+        self._in_flight = 0
+        self.most_in_flight = 0  # the most requests served at once since `reset_counts`
         self.stopping = threading.Event()
 
     @property
@@ -141,6 +143,7 @@ class S3Proxy:
     def reset_counts(self) -> None:
         with self._lock:
             self._records.clear()
+            self.most_in_flight = self._in_flight
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(r.kind for r in self.requests))
@@ -161,6 +164,11 @@ class S3Proxy:
                     del self._faults[position]
                     return fault
             return None
+
+    def serving(self, step: int) -> None:
+        with self._lock:
+            self._in_flight += step
+            self.most_in_flight = max(self.most_in_flight, self._in_flight)
 
     def record(self, record: RequestRecord) -> None:
         with self._lock:
@@ -251,11 +259,14 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         self._handle()
 
     def _handle(self) -> None:
+        self.proxy.serving(1)
         try:
             self._serve()
         except (BrokenPipeError, ConnectionResetError):
             # The client gave up first (its read timeout, under latency): nothing to tell.
             self.close_connection = True
+        finally:
+            self.proxy.serving(-1)
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
