@@ -39,6 +39,8 @@ NOTES = (
     "squashfuse_ll and squashfuse (the package's low-level and high-level binaries) mount "
     "one image made by `mksquashfs` with its defaults (gzip, 128 KiB blocks); squashfuse_ll "
     "is the local anchor of the targets.",
+    "Each peer starts once the machine is quiet (at least 75 % of CPU time idle over 2 s; "
+    "at most 60 s of waiting), so no peer pays for the upload or the one before it.",
     "s3fs and rclone run with their defaults plus read-only and path-style addressing; "
     "rclone with `--vfs-cache-mode off` (its default).",
     "S3 is Ceph RGW (tests/support/rgw.py: one monitor, one in-memory OSD, the beast "

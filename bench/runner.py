@@ -103,7 +103,34 @@ class Condition:
             run.requests = summarize(self.ctx.store.proxy.requests)
 
 
+QUIET_IDLE = 0.75  # share of CPU time idle over one sample that counts as quiet
+QUIET_SAMPLE = 2.0
+QUIET_WAIT = 60.0
+
+
+def wait_quiet(log: Callable[[str], None]) -> None:
+    """Start a peer on a quiet machine: the upload, the store's own start and the previous
+    peer's teardown would otherwise bill whichever peer comes next."""
+    began = time.monotonic()
+    while time.monotonic() - began < QUIET_WAIT:
+        if _idle_share(QUIET_SAMPLE) >= QUIET_IDLE:
+            return
+    log(f"the machine did not quieten in {QUIET_WAIT:.0f} s; going on")
+
+
+def _idle_share(seconds: float) -> float:
+    def ticks() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, all
+
+    idle0, all0 = ticks()
+    time.sleep(seconds)
+    idle1, all1 = ticks()
+    return (idle1 - idle0) / max(1, all1 - all0)
+
+
 def run_condition(ctx: Context, peer: Peer, latency_ms: int | None) -> list[Run]:
+    wait_quiet(ctx.log)
     cond = Condition(ctx, peer, latency_ms)
     if latency_ms is not None:
         ctx.store.proxy.latency = latency_ms / 1000

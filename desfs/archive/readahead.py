@@ -9,14 +9,18 @@ entry that fits in half the block cache is fetched whole, in parallel 8 MiB GETs
 store with tens of milliseconds per request that is one round instead of one per block.
 A window larger than `PART` is fetched as parallel GETs of `PART` bytes: one stream
 from an object store is slower than several (the benchmark measures both), and the
-window's bytes and block alignment do not change. All windows in flight together stay
-under `prefetch_budget` bytes.
+window's bytes and block alignment do not change. Once a sequential reader is past the
+middle of its last window, the next one is asked for in the background (a trio system
+task: it belongs to no request, and a failure only means the read asks again), so the
+store works while the reader consumes. All windows in flight together stay under
+`prefetch_budget` bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -29,6 +33,8 @@ from desfs.errors import DesfsError
 from desfs.settings.sections import CacheSettings
 
 Fetch = Callable[[int, int], Awaitable[bytes]]
+
+log = logging.getLogger(__name__)
 
 
 SEEK_TOLERANCE = 1024 * 1024  # distance from the stream's head that still counts as in order
@@ -45,6 +51,7 @@ class Stream:
     window: int = 0
     random_misses: int = 0
     fetched_whole: bool = False
+    ahead: int = 0  # end (relative to the entry) of what the store has been asked for
 
 
 class Readahead:
@@ -72,18 +79,51 @@ class Readahead:
         near = abs(offset - stream.next_offset) <= max(stream.window, SEEK_TOLERANCE)
         sequential = offset > 0 and near
         stream.next_offset = max(stream.next_offset, end) if near else end
+        if not near:
+            stream.ahead = 0
+        in_order = sequential or offset == 0
         if not self.blocks.contains(obj, lo, hi):
-            if sequential or offset == 0:
+            if in_order and end > stream.ahead:
                 stream.window = self._next_window(stream.window)
                 span_end = min(limit, lo + max(stream.window, hi - lo))
                 if self._in_flight + (span_end - lo) <= self._settings.prefetch_budget:
                     await self._prefetch_window(obj, lo, span_end, fetch)
-            else:
+                    stream.ahead = span_end - base
+            elif not in_order:
                 stream.window = 0
                 stream.random_misses += 1
                 if self._fetch_whole_now(stream, limit - base):
                     await self._fetch_whole(obj, base, limit, fetch)
-        return await self.blocks.read(obj, lo, hi, fetch)
+        data = await self.blocks.read(obj, lo, hi, fetch)
+        if in_order and stream.window:
+            self._read_ahead(obj, base, limit, stream, end, fetch)
+        return data
+
+    def _read_ahead(
+        self, obj: ObjectRef, base: int, limit: int, stream: Stream, end: int, fetch: Fetch
+    ) -> None:
+        """Past the middle of the last window, ask for the next one in the background, so
+        the store works while the reader consumes what it has."""
+        if stream.ahead >= limit - base or end < stream.ahead - stream.window // 2:
+            return
+        window = self._next_window(stream.window)
+        start, stop = base + stream.ahead, min(limit, base + stream.ahead + window)
+        if self._in_flight + (stop - start) > self._settings.prefetch_budget:
+            return
+        stream.window = window
+        stream.ahead = stop - base
+        self._in_flight += stop - start  # reserved now: the task may start after others
+        trio.lowlevel.spawn_system_task(self._ahead, obj, start, stop, fetch)
+
+    async def _ahead(self, obj: ObjectRef, start: int, stop: int, fetch: Fetch) -> None:
+        # A system task: an exception escaping it would end the whole run.
+        self._in_flight -= stop - start  # the reservation becomes the fetch's own count
+        try:
+            await self._prefetch_window(obj, start, stop, fetch)
+        except DesfsError as exc:
+            log.debug("readahead of [%d, %d) of %r: %s", start, stop, obj.object_id, exc)
+        except Exception:
+            log.exception("readahead of [%d, %d) of %r failed", start, stop, obj.object_id)
 
     def _fetch_whole_now(self, stream: Stream, size: int) -> bool:
         """Random reads that keep missing in an entry the cache can hold with room to

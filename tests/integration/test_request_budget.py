@@ -9,6 +9,7 @@ import os
 import random
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -195,14 +196,21 @@ def test_large_sequential_read_grows_then_caps(budget_mount: Layout) -> None:
     assert sum(sizes) <= BIG_FILE + READAHEAD_MAX, sizes
 
 
-WIDE_READAHEAD = 16 * MiB
+def _span(proxy: S3Proxy) -> int:
+    """From the first byte any GET has asked for to the last (one big file's bytes)."""
+    ranges = [re.fullmatch(r"bytes=(\d+)-(\d+)", r.range or "") for r in _gets(proxy.requests)]
+    found = [(int(m[1]), int(m[2]) + 1) for m in ranges if m]
+    return max(e for _, e in found) - min(s for s, _ in found) if found else 0
+
+
+WIDE_READAHEAD = 8 * MiB
 
 
 @pytest.fixture(scope="module")
 def wide_mount(
     tmp_path_factory: pytest.TempPathFactory, rgw_server: RgwServer, rgw_client: Any
 ) -> Iterator[Layout]:
-    """Readahead windows up to four parts wide."""
+    """Readahead windows up to two parts wide."""
     root = tmp_path_factory.mktemp("wide")
     files = _make_source(root)
     args = ["--readahead-max", str(WIDE_READAHEAD)]
@@ -228,6 +236,30 @@ def test_wide_readahead_windows_go_out_as_parallel_parts(wide_mount: Layout) -> 
     assert sum(sizes) <= BIG_FILE + WIDE_READAHEAD, sizes
     assert len(sizes) <= math.ceil(BIG_FILE / PART) + 4, sizes  # + the ramp below PART
     assert proxy.most_in_flight >= WIDE_READAHEAD // PART, (proxy.most_in_flight, sizes)
+
+
+def test_next_window_is_asked_for_while_the_reader_is_in_this_one(wide_mount: Layout) -> None:
+    """Past the middle of a window the next one is fetched in the background. Read from
+    the start, the windows are [0, 1), [1, 3), [3, 7), [7, 15), [15, 23) MiB: a reader that
+    stops at 12 MiB has had [7, 15) fetched on demand, and [15, 23) only if asked for
+    ahead."""
+    layout, proxy = wide_mount, wide_mount.proxy
+    name = "big/random.bin"  # read by no other test of this mount
+    path = _shard_of(layout, name) / name
+    subprocess.run(["stat", str(path)], check=True, timeout=30, capture_output=True)
+    read = 12 * MiB
+    proxy.reset_counts()
+    with open(path, "rb", buffering=0) as stream:
+        # No kernel readahead: the daemon sees exactly these reads, in order.
+        os.posix_fadvise(stream.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
+        while stream.tell() < read:
+            assert stream.read(256 * 1024)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _span(proxy) < 17 * MiB:
+            time.sleep(0.05)
+    assert _span(proxy) >= 17 * MiB, [r.range for r in proxy.requests]
+    fetched = sum(_range_length(r) for r in _gets(proxy.requests))
+    assert fetched <= 23 * MiB + 256 * 1024, fetched
 
 
 @pytest.fixture(scope="module")
