@@ -23,7 +23,6 @@ import stat
 import subprocess
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import pyfuse3
@@ -192,7 +191,14 @@ async def _heartbeat(path: Path) -> None:
             await trio.sleep(HEARTBEAT_SECONDS)
     finally:
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(partial(path.unlink, missing_ok=True))
+            await trio.to_thread.run_sync(_remove, path)
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:  # its directory went away or changed hands: only a warning
+        log.warning("ready file %s not removed: %s", path, exc.strerror or exc)
 
 
 def _touch(path: Path) -> None:

@@ -313,15 +313,19 @@ class FilePath:
         if not isinstance(value, str) or not value.strip():
             raise Invalid("not a valid path", self.expected)
         path = Path(value).expanduser()
+        try:
+            self._check(path)
+        except OSError as exc:  # EACCES on a parent: pathlib lets it through
+            raise Invalid(f"unreachable ({exc.strerror or exc})", self.expected) from None
+        return path
+
+    def _check(self, path: Path) -> None:
         if self.existing_file and not path.is_file():
             raise Invalid("not an existing file", self.expected)
-        if self.new_file:
-            if path.is_dir():
-                raise Invalid("a directory", self.expected)
-            return path
-        if not self.existing_file and path.exists() and not path.is_dir():
+        if self.new_file and path.is_dir():
+            raise Invalid("a directory", self.expected)
+        if not (self.existing_file or self.new_file) and path.exists() and not path.is_dir():
             raise Invalid("not a directory", self.expected)
-        return path
 
     def show(self, value: object) -> str:
         return "null" if value is None else str(value)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,6 +97,33 @@ def _serve(fd: int, run: Path, log: Path, user: list[str]) -> subprocess.Popen[b
     return proc
 
 
+@pytest.fixture
+def run_dir() -> Iterator[Path]:
+    """A directory any user can write, under one every user can reach (pytest's own
+    base directory is root's alone)."""
+    run = Path(tempfile.mkdtemp(prefix="desfs-run-", dir="/tmp"))
+    run.chmod(0o777)
+    try:
+        yield run
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+
+
+def test_an_unreachable_ready_file_is_a_usage_error(tmp_path: Path) -> None:
+    """A ready file under a directory the daemon's user cannot reach: exit 2 naming it,
+    not an internal error at start or at exit."""
+    if not _nobody_can_run_desfs():
+        pytest.skip(f"{sys.executable} is not usable by nobody (a Python under /root)")
+    hidden = tmp_path / "private" / "ready"  # pytest's base directory is root's alone
+    done = subprocess.run(
+        [*AS_NOBODY, sys.executable, "-m", "desfs", "mount", str(sample_dir()),
+         str(tmp_path), "--foreground", "--ready-file", str(hidden)],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert str(hidden) in done.stderr and "Permission denied" in done.stderr
+
+
 def _uids(pid: int) -> list[int]:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("Uid:"):
@@ -103,13 +132,13 @@ def _uids(pid: int) -> list[int]:
 
 
 @pytest.mark.parametrize("user", ["root", "nobody"])
-def test_a_handed_descriptor_is_served(handed: tuple[Path, int], tmp_path: Path, user: str) -> None:
+def test_a_handed_descriptor_is_served(
+    handed: tuple[Path, int], tmp_path: Path, run_dir: Path, user: str
+) -> None:
     if user == "nobody" and not _nobody_can_run_desfs():
         pytest.skip(f"{sys.executable} is not usable by nobody (a Python under /root)")
     target, fd = handed
-    run = tmp_path / "run"
-    run.mkdir()
-    run.chmod(0o777)
+    run = run_dir
     log = tmp_path / "daemon.log"
     proc = _serve(fd, run, log, AS_NOBODY if user == "nobody" else [])
     try:
@@ -144,11 +173,11 @@ def test_a_handed_descriptor_is_served(handed: tuple[Path, int], tmp_path: Path,
             proc.wait()
 
 
-def test_sigterm_leaves_the_unmount_to_the_driver(handed: tuple[Path, int], tmp_path: Path) -> None:
+def test_sigterm_leaves_the_unmount_to_the_driver(
+    handed: tuple[Path, int], tmp_path: Path, run_dir: Path
+) -> None:
     target, fd = handed
-    run = tmp_path / "run"
-    run.mkdir()
-    run.chmod(0o777)
+    run = run_dir
     log = tmp_path / "daemon.log"
     proc = _serve(fd, run, log, [])
     try:
