@@ -11,9 +11,10 @@ A window larger than `PART` is fetched as parallel GETs of `PART` bytes: one str
 from an object store is slower than several (the benchmark measures both), and the
 window's bytes and block alignment do not change. Once a sequential reader is past the
 middle of its last window, the next one is asked for in the background (a trio system
-task: it belongs to no request, and a failure only means the read asks again), so the
-store works while the reader consumes. All windows in flight together stay under
-`prefetch_budget` bytes.
+task: it belongs to no request), so the store works while the reader consumes. A read
+that arrives while that fetch is in flight joins it and shares its failure, as it would
+its own fetch's; a read that comes after a failure fetches its blocks again. All windows
+in flight together stay under `prefetch_budget` bytes.
 """
 
 from __future__ import annotations

@@ -85,11 +85,27 @@ def _mounted_bucket(
 def budget_mount(
     tmp_path_factory: pytest.TempPathFactory, rgw_server: RgwServer, rgw_client: Any
 ) -> Iterator[Layout]:
-    root = tmp_path_factory.mktemp("budget")
-    files = _make_source(root)
     args = ["--prefetch-cap", str(PREFETCH_CAP), "--readahead-max", str(READAHEAD_MAX)]
-    with _mounted_bucket(root, "budget", rgw_server, rgw_client, files, args) as layout:
+    with _packed_and_mounted(tmp_path_factory, "budget", rgw_server, rgw_client, args) as layout:
         yield layout
+
+
+@contextmanager
+def _packed_and_mounted(
+    factory: pytest.TempPathFactory, bucket: str, store: RgwServer, client: Any, args: list[str]
+) -> Iterator[Layout]:
+    root = factory.mktemp(bucket)
+    files = _make_source(root)
+    with _mounted_bucket(root, bucket, store, client, files, args) as layout:
+        yield layout
+
+
+def _opened(layout: Layout, name: str) -> Path:
+    """The file's path once its container is open (a `stat`), with the counts reset."""
+    path = _shard_of(layout, name) / name
+    subprocess.run(["stat", str(path)], check=True, timeout=30, capture_output=True)
+    layout.proxy.reset_counts()
+    return path
 
 
 def _shard_of(layout: Layout, relative: str) -> Path:
@@ -132,9 +148,7 @@ def test_listing_and_open_costs(budget_mount: Layout) -> None:
 def test_small_file_is_one_exact_get_then_cached(budget_mount: Layout) -> None:
     layout, proxy = budget_mount, budget_mount.proxy
     name = "docs/file-0150.txt"
-    path = _shard_of(layout, name) / name
-    subprocess.run(["stat", str(path)], check=True, timeout=30, capture_output=True)
-    proxy.reset_counts()
+    path = _opened(layout, name)
     data = subprocess.run(["cat", str(path)], check=True, timeout=30, capture_output=True).stdout
     assert data == layout.files[name]
     gets = _gets(proxy.requests)
@@ -178,9 +192,7 @@ def test_cp_r_of_a_shard_is_coalesced(budget_mount: Layout, tmp_path: Path) -> N
 def test_large_sequential_read_grows_then_caps(budget_mount: Layout) -> None:
     layout, proxy = budget_mount, budget_mount.proxy
     name = "big/large.bin"
-    path = _shard_of(layout, name) / name
-    subprocess.run(["stat", str(path)], check=True, timeout=30, capture_output=True)
-    proxy.reset_counts()
+    path = _opened(layout, name)
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         while chunk := stream.read(1 * MiB):
@@ -211,10 +223,8 @@ def wide_mount(
     tmp_path_factory: pytest.TempPathFactory, rgw_server: RgwServer, rgw_client: Any
 ) -> Iterator[Layout]:
     """Readahead windows up to two parts wide."""
-    root = tmp_path_factory.mktemp("wide")
-    files = _make_source(root)
     args = ["--readahead-max", str(WIDE_READAHEAD)]
-    with _mounted_bucket(root, "wide", rgw_server, rgw_client, files, args) as layout:
+    with _packed_and_mounted(tmp_path_factory, "wide", rgw_server, rgw_client, args) as layout:
         yield layout
 
 
@@ -222,9 +232,7 @@ def test_wide_readahead_windows_go_out_as_parallel_parts(wide_mount: Layout) -> 
     """A window wider than PART is several GETs at once, with the same bytes in all."""
     layout, proxy = wide_mount, wide_mount.proxy
     name = "big/large.bin"
-    path = _shard_of(layout, name) / name
-    subprocess.run(["stat", str(path)], check=True, timeout=30, capture_output=True)
-    proxy.reset_counts()
+    path = _opened(layout, name)
     proxy.latency = 0.05  # every part waits here together, or the test shows they do not
     try:
         data = path.read_bytes()
