@@ -9,9 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from tests.support.moto_server import MotoServer
 from tests.support.rgw import RgwServer, rgw_missing
+
+# Property tests draw the same examples in every run, so a red CI is the change's own;
+# DESFS_FUZZ_EXAMPLES=N explores afresh (tests/unit/test_fuzz_parsers.py).
+hypothesis_settings.register_profile(
+    "desfs", derandomize="DESFS_FUZZ_EXAMPLES" not in os.environ, database=None
+)
+hypothesis_settings.load_profile("desfs")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
