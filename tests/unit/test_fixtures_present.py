@@ -9,6 +9,6 @@ from tests.support.fixtures import UPSTREAM, cases, containers
 
 
 def test_every_upstream_case_is_in_the_repository() -> None:
-    assert UPSTREAM.parents[1] == Path(__file__).resolve().parents[1]  # tests/, not ../shared
+    assert UPSTREAM.parents[1] == Path(__file__).resolve().parents[1]  # inside tests/
     assert len(cases()) == 6
     assert len(containers()) == 51
