@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from desfs.pack.plan import pack_directory
 from tests.support.moto_server import upload_tree
 from tests.support.mounting import Mounted
 from tests.support.redis_server import RedisServer
+from tests.support.trees import random_files
 
 BUCKET = "desfs-fleet"
 DAY = date(2025, 6, 1)
@@ -100,13 +100,15 @@ def _run(scratch: Path, args: argparse.Namespace) -> list[Row]:
             redis.kill()
 
 
+def _scan_name(i: int) -> str:
+    return f"batch{i % 20:02d}/scan-{i:06d}.bin"
+
+
 def _pack(scratch: Path, count: int, bits: int) -> Path:
-    rng = random.Random(20250601)
     src = scratch / "src"
-    for i in range(count):
-        path = src / f"batch{i % 20:02d}" / f"scan-{i:06d}.bin"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(rng.randbytes(rng.randint(200, 12000)))
+    random_files(
+        src, count, 20250601, lambda i: f"batch{i % 20:02d}/scan-{i:06d}.bin", (200, 12000)
+    )
     out = scratch / "packed"
     pack_directory(src, out, PackOptions(Format.DES2, DAY, shard_bits=bits))
     return out

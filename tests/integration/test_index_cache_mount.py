@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from desfs.pack.plan import pack_directory
 from tests.support.moto_server import MotoServer, upload_tree
 from tests.support.mounting import Mounted, needs_fuse
 from tests.support.s3proxy import S3Proxy
+from tests.support.trees import random_files
 
 pytestmark = [needs_fuse(), pytest.mark.s3]
 
@@ -41,12 +41,8 @@ class Store:
 
 
 def _pack(root: Path, seed: int, count: int) -> Path:
-    rng = random.Random(seed)
     src = root / f"src-{seed}"
-    for i in range(count):
-        path = src / f"d{i % 5}" / f"file-{seed}-{i:04d}.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(rng.randbytes(rng.randint(10, 300)))
+    random_files(src, count, seed, lambda i: f"d{i % 5}/file-{seed}-{i:04d}.txt", (10, 300))
     out = root / f"bucket-{seed}"
     pack_directory(src, out, PackOptions(Format.DESHEAD1, date(2024, 12, 3), shard_bits=2))
     pack_directory(src, out, PackOptions(Format.DES2, date(2024, 12, 4), shard_bits=4))

@@ -26,6 +26,7 @@ from tests.support.moto_server import MotoServer, upload_tree
 from tests.support.mounting import Mounted, needs_fuse, root_stats
 from tests.support.redis_server import RedisServer, needs_redis
 from tests.support.s3proxy import S3Proxy
+from tests.support.trees import random_files
 
 pytestmark = [needs_fuse(), needs_redis(), pytest.mark.s3]
 
@@ -46,12 +47,8 @@ def store(
     tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer, s3_client: Any
 ) -> Iterator[Store]:
     root = tmp_path_factory.mktemp("fleet")
-    rng = random.Random(13)
     src = root / "src"
-    for i in range(FILES):
-        path = src / f"d{i % 4}" / f"f{i:04d}.bin"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(rng.randbytes(rng.randint(1, 400)))
+    random_files(src, FILES, 13, lambda i: f"d{i % 4}/f{i:04d}.bin", (1, 400))
     packed = root / "packed"
     pack_directory(src, packed, PackOptions(Format.DESHEAD1, date(2025, 3, 1), shard_bits=2))
     pack_directory(src, packed, PackOptions(Format.DES2, date(2025, 3, 2), shard_bits=4))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from desfs.settings.zones import shard_index_of_key
 from tests.support.moto_server import MotoServer
 from tests.support.mounting import Mounted, needs_fuse, root_stats
 from tests.support.s3proxy import S3Proxy
+from tests.support.trees import random_files
 
 pytestmark = [pytest.mark.s3]
 
@@ -47,12 +47,8 @@ def zoned(
     tmp_path_factory: pytest.TempPathFactory, moto_server: MotoServer, s3_client: Any
 ) -> Iterator[Zoned]:
     root = tmp_path_factory.mktemp("zones")
-    rng = random.Random(21)
     src = root / "src"
-    for i in range(400):
-        path = src / f"d{i % 3}" / f"doc-{i:04d}.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(rng.randbytes(rng.randint(1, 900)))
+    random_files(src, 400, 21, lambda i: f"d{i % 3}/doc-{i:04d}.txt", (1, 900))
     packed = root / "packed"
     pack_directory(src, packed, PackOptions(Format.DES2, date(2025, 4, 1), shard_bits=4))
     keys = sorted(p.name for p in packed.iterdir() if p.is_file())
