@@ -46,6 +46,9 @@ LAYOUT_NAMES = {
     "datavision": Layout.DATAVISION,
     "des-flat": Layout.DES_FLAT,
     "des-nested": Layout.DES_NESTED,
+    "datas3t2": Layout.DATAS3T2,
+    "s4db": Layout.S4DB,
+    "conduit": Layout.CONDUIT,
 }
 
 
@@ -59,6 +62,7 @@ class ContainerRef:
     mtime_ns: int
     sidecar: ObjectInfo | None = None
     listed: bool = True  # False: found by routing (its sidecar, if any, is unknown)
+    parts: tuple[ObjectInfo, ...] = ()  # the objects a unit is made of (Conduit data files)
 
     @property
     def key(self) -> str:
@@ -88,9 +92,12 @@ class Catalog:
         layout: LayoutSettings,
         cache: CacheSettings,
         clock: Callable[[], float] = time.monotonic,
+        first: ListPage | None = None,
     ) -> None:
+        """`first`: the root's first page, already listed to tell DES from other stores."""
         self._storage = storage
-        self._forced = _forced_layout(layout.layout)
+        self._first = first
+        self._forced = forced_layout(layout.layout)
         self._ttl = cache.listing_ttl
         self._clock = clock
         self._root: _RootView | None = None
@@ -99,6 +106,10 @@ class Catalog:
         self._days: LRUCache[str, tuple[float, DayListing]] = LRUCache(maxsize=DAYS_KEPT)
         self._flights: SingleFlight[str, object] = SingleFlight()
         self._stale = StaleIfError(storage.describe(), self._ttl, clock)
+
+    async def root_unit(self) -> ContainerRef | None:
+        """A DES source shows days at its root, never one unit."""
+        return None
 
     async def layouts(self, day: str) -> frozenset[Layout]:
         """The layouts that hold `day` (from the root listing; NotFound for no such day)."""
@@ -160,7 +171,9 @@ class Catalog:
         return view
 
     async def _list_root(self) -> _RootView:
-        first = await self._storage.list_page("", "/", None)
+        first, self._first = self._first, None
+        if first is None:
+            first = await self._storage.list_page("", "/", None)
         layouts = self._forced or detect_layouts((o.key for o in first.objects), first.prefixes)
         view = _RootView(days={})
         if layouts == {Layout.DES_FLAT} and first.next_token is not None:
@@ -269,7 +282,7 @@ def _build_day(day: str, objects: list[tuple[Layout, str, ObjectInfo]]) -> DayLi
     return DayListing(day, shards, newest)
 
 
-def _forced_layout(value: str) -> frozenset[Layout] | None:
+def forced_layout(value: str) -> frozenset[Layout] | None:
     if value == "auto":
         return None
     try:

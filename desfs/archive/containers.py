@@ -21,6 +21,7 @@ from desfs.archive.catalog import ContainerRef
 from desfs.archive.opened import Container
 from desfs.archive.opening import Opener
 from desfs.archive.spill import SpillArea
+from desfs.archive.store_open import StoreOpener
 from desfs.cache.persistent import IndexStore
 from desfs.cache.shared import SharedIndexCache
 from desfs.cache.singleflight import SingleFlight
@@ -32,7 +33,7 @@ from desfs.errors import (
     StorageError,
 )
 from desfs.format.table import EntryTable
-from desfs.namespace.layout import ContainerName
+from desfs.namespace.layout import STORE_LAYOUTS, ContainerName
 from desfs.settings.sections import CacheSettings, LayoutSettings
 from desfs.storage.aio import AsyncStore
 from desfs.storage.base import Blob
@@ -65,6 +66,7 @@ class ContainerLoader:
             lambda ref: (ref.key, ref.etag) in self._stale,
             shared,
         )
+        self._stores = StoreOpener(storage)
         self._error_ttl = cache.error_ttl
         self._clock = clock
         self._opened: LRUCache[tuple[str, str], Container] = LRUCache(
@@ -122,7 +124,10 @@ class ContainerLoader:
     async def _load(self, ref: ContainerRef, tail: Blob | None = None) -> Container:
         key = (ref.key, ref.etag)
         try:
-            container = await self._opener.open(ref, tail)
+            if ref.name.layout in STORE_LAYOUTS:
+                container = await self._stores.open(ref)
+            else:
+                container = await self._opener.open(ref, tail)
         except DesfsError as exc:
             if _about_the_object(exc):
                 self._failed[key] = (self._clock() + self._error_ttl, exc)

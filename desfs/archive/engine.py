@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import trio
 
-from desfs.archive.catalog import Catalog, ContainerRef
+from desfs.archive.catalog import ContainerRef
 from desfs.archive.containers import ContainerLoader
+from desfs.archive.listings import Listings
 from desfs.archive.opened import Container
 from desfs.archive.paths import DayDir, Resolved, RootDir, resolve_in
 from desfs.archive.readahead import Stream
@@ -73,7 +74,7 @@ class Archive:
         self._storage = storage
         self._settings = settings
         self._single = single
-        self._catalog = Catalog(storage, settings.layout, settings.cache)
+        self._listings = Listings(storage, settings.layout, settings.cache)
         self._index_store = _index_store(storage, settings)
         self._shared = _shared_cache(storage, settings)
         self._loader = ContainerLoader(
@@ -97,15 +98,23 @@ class Archive:
     # -- listings ------------------------------------------------------------------------
 
     async def days(self) -> tuple[str, ...]:
-        return await self._catalog.days()
+        """The root's directories: DES days, datas3t2 datasets; none when the source is
+        one unit shown at the root (`root_unit`)."""
+        return await (await self._listings.get()).days()
 
     def known_days(self) -> tuple[str, ...]:
         """The days of the last root listing, without asking the store."""
-        return self._catalog.known_days()
+        catalog = self._listings.current()
+        return () if catalog is None else catalog.known_days()
+
+    async def root_unit(self) -> ContainerRef | None:
+        """The unit whose tree is the whole mount (an s4db store, a Conduit data
+        directory), as of the last root listing; None when the root lists days."""
+        return await (await self._listings.get()).root_unit()
 
     async def shards(self, day: str) -> list[tuple[str, ContainerRef]]:
         """The shards of `day` in name order, without containers known to be partial."""
-        listing = await self._catalog.day(day)
+        listing = await (await self._listings.get()).day(day)
         self._routes.learn(listing.shards)
         return [
             (shard, ref)
@@ -114,7 +123,7 @@ class Archive:
         ]
 
     async def shard(self, day: str, shard: str) -> ContainerRef:
-        listing = await self._catalog.day(day)
+        listing = await (await self._listings.get()).day(day)
         ref = listing.shards.get(shard)
         if ref is None:
             raise NotFound(f"no shard {shard!r} on {day}")
@@ -140,7 +149,7 @@ class Archive:
         the day's order (a walk), the next ones open in the same round trip."""
         if self._loader.cached(ref) is not None or not ref.name.day:
             return await self.open(ref)
-        listing = await self._catalog.day(ref.name.day)
+        listing = await (await self._listings.get()).day(ref.name.day)
         ahead = [
             later
             for later in self._walk.ahead(listing, ref.name.shard)
@@ -178,7 +187,7 @@ class Archive:
     async def locate(self, day: str, name: str) -> Located:
         """The file `name` of `day`, found by the writers' routing (archive.routes): no
         LIST of the day, one container open per candidate tried (none when warm)."""
-        layouts = await self._catalog.layouts(day)
+        layouts = await (await self._listings.get()).layouts(day)
         groups = self._routes.candidates(day, layouts, name)
         if not groups:
             raise NotFound(
@@ -216,6 +225,9 @@ class Archive:
         if self._single is not None:
             return resolve_in("", await self.open(self._single), path)
         parts = [p for p in path.split("/") if p]
+        unit = await self.root_unit()
+        if unit is not None:
+            return resolve_in("", await self.open(unit), "/".join(parts))
         if not parts:
             return RootDir()
         day = parts[0]
@@ -242,7 +254,9 @@ class Archive:
             # Replaced underneath: forget its index and its day's listing, so the next
             # lookup lists and opens the new object. Open files keep failing with ESTALE.
             self._loader.forget(container)
-            self._catalog.invalidate_day(container.ref.name.day)
+            catalog = self._listings.current()
+            if catalog is not None:
+                catalog.invalidate_day(container.ref.name.day)
             raise
 
     async def chunks(self, container: Container, entry: Entry) -> AsyncIterator[bytes]:
@@ -265,10 +279,14 @@ class Archive:
             delivered_bytes=reader.delivered_bytes,
             containers_open=len(self._loader.opened()),
             index_store=None if store is None else store.statistics(),
-            stale_listings=self._catalog.stale_served,
+            stale_listings=self._stale_served(),
             shared=None if self._shared is None else self._shared.statistics(),
             zones=self._storage.zone_counters() if isinstance(self._storage, ZonedStore) else {},
         )
+
+    def _stale_served(self) -> int:
+        catalog = self._listings.current()
+        return 0 if catalog is None else catalog.stale_served
 
 
 def _index_store(storage: AsyncStore, settings: ArchiveSettings) -> IndexStore | None:

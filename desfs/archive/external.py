@@ -32,6 +32,8 @@ class ExternalPayloads:
         self._probed: dict[tuple[str, str, int], ExternalObject] = {}
 
     def key_of(self, container: Container, entry: Entry) -> str | None:
+        if entry.elsewhere is not None:
+            return entry.elsewhere.key  # another store's data file
         return external_key(
             container.ref.key,
             entry,

@@ -11,6 +11,7 @@ from desfs.format.table import EntryTable
 from desfs.namespace.tree import ShardTree
 
 CONTAINER_OVERHEAD = 4096  # the objects every container has, whatever its size
+LISTED_ENTRY = 256  # an entry another store's opener built as an object, and its name
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -39,5 +40,7 @@ class Container:
         if self.spilled is not None:
             return CONTAINER_OVERHEAD + self.tree.directory_memory()
         entries = self.index.entries
-        table = entries.table_bytes if isinstance(entries, EntryTable) else 64 * len(entries)
+        table = (
+            entries.table_bytes if isinstance(entries, EntryTable) else LISTED_ENTRY * len(entries)
+        )
         return CONTAINER_OVERHEAD + len(self.tail) + table + self.tree.memory()

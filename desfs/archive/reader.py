@@ -18,7 +18,7 @@ Every fetch goes through single flight, so concurrent readers of the same bytes 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import trio
@@ -30,7 +30,8 @@ from desfs.archive.readahead import Readahead, Stream
 from desfs.cache.lru import ByteLRU, LruStats
 from desfs.cache.ranges import BlockKey, ObjectRef
 from desfs.cache.singleflight import SingleFlight
-from desfs.errors import EntryError, ObjectChanged, ObjectMissing, StorageError
+from desfs.errors import EntryError, FormatError, ObjectChanged, ObjectMissing, StorageError
+from desfs.format import seekable
 from desfs.format.codecs import decode_payload
 from desfs.format.model import Codec, Entry
 from desfs.settings.sections import CacheSettings, LayoutSettings
@@ -121,6 +122,8 @@ class EntryReader:
         if entry.error is not None:
             raise EntryError(f"{container.ref.key}: entry {entry.name!r}: {entry.error}")
         end = min(entry.size, offset + size)
+        if entry.elsewhere is not None:
+            return await self._read_elsewhere(container, entry, offset, end, stream)
         if offset >= end:
             if offset == 0 and entry.stored_length and entry.codec != Codec.NONE:
                 # An empty entry must still be an empty frame: a lying one is EIO.
@@ -302,6 +305,102 @@ class EntryReader:
             return await self._range(target.key, lo, hi, target.etag, None)
 
         return await self._readahead.read(obj, 0, entry.size, (offset, end), stream, fetch)
+
+    # -- entries of other stores, whose bytes lie in another object ----------------------
+
+    async def _read_elsewhere(
+        self, container: Container, entry: Entry, offset: int, end: int, stream: Stream
+    ) -> bytes:
+        where = entry.elsewhere
+        assert where is not None
+        obj = ObjectRef(("obj", where.key, where.etag), where.object_size)
+
+        async def fetch(lo: int, hi: int) -> bytes:
+            return await self._range(where.key, lo, hi, where.etag, None)
+
+        if entry.codec != Codec.S4_RECORD and offset >= end:
+            return b""
+        if entry.codec == Codec.SEEKABLE:
+            return await self._read_frames(container, entry, obj, (offset, end), fetch)
+        if entry.codec != Codec.NONE:  # an s4db record: whole, checked, cached decoded
+            key = (container.object_id, entry.position)
+            payload = self._payloads.get(key)
+            if payload is None:
+                self._counters.payload_misses += 1
+                payload = await self._flights.run(key, lambda: self._load_record(key, entry, fetch))
+            else:
+                self._counters.payload_hits += 1
+            return payload[offset:end]
+        limit = entry.offset + entry.stored_length
+        return await self._readahead.read(obj, entry.offset, limit, (offset, end), stream, fetch)
+
+    async def _load_record(
+        self, key: tuple[object, ...], entry: Entry, fetch: Callable[[int, int], Awaitable[bytes]]
+    ) -> bytes:
+        if entry.stored_length > self._settings.decoder_bytes:
+            raise EntryError(
+                f"entry {entry.name!r}: a {entry.stored_length}-byte record is over "
+                f"cache.decoder_bytes ({self._settings.decoder_bytes}); it is decoded whole"
+            )
+        stored = await fetch(entry.offset, entry.offset + entry.stored_length)
+        payload = await self._decode(entry, stored)
+        self._payloads.put(key, payload)
+        return payload
+
+    async def _read_frames(
+        self,
+        container: Container,
+        entry: Entry,
+        obj: ObjectRef,
+        span: tuple[int, int],
+        fetch: Callable[[int, int], Awaitable[bytes]],
+    ) -> bytes:
+        """A seekable zstd stream: only the frames the read touches are fetched (through
+        the block cache) and decoded (each once, kept decoded in the payload cache)."""
+        assert entry.elsewhere is not None and entry.elsewhere.frames is not None
+        table = entry.elsewhere.frames
+        offset, end = span
+        frames = seekable.frames_for(table, offset, end - offset)
+        decoded = [await self._frame(container, entry, obj, frame, fetch) for frame in frames]
+        return seekable.read(table, frames, decoded, offset, end - offset)
+
+    async def _frame(
+        self,
+        container: Container,
+        entry: Entry,
+        obj: ObjectRef,
+        frame: seekable.Frame,
+        fetch: Callable[[int, int], Awaitable[bytes]],
+    ) -> bytes:
+        key = (container.object_id, entry.position, frame.index)
+        found = self._payloads.get(key)
+        if found is not None:
+            return found
+        return await self._flights.run(key, lambda: self._load_frame(obj, frame, key, fetch))
+
+    async def _load_frame(
+        self,
+        obj: ObjectRef,
+        frame: seekable.Frame,
+        key: tuple[object, ...],
+        fetch: Callable[[int, int], Awaitable[bytes]],
+    ) -> bytes:
+        if frame.size > self._settings.decoder_bytes:
+            limit = self._settings.decoder_bytes
+            raise EntryError(f"zstd frame {frame.index}: {frame.size} bytes, over {limit}")
+        end = frame.offset + frame.length
+        stored = await self._readahead.blocks.read(obj, frame.offset, end, fetch)
+        try:
+            if frame.length < THREAD_DECODE_BYTES:
+                out = seekable.decode_frame(stored, frame)
+            else:
+                out = await trio.to_thread.run_sync(
+                    seekable.decode_frame, stored, frame, limiter=self._decode_limiter
+                )
+        except FormatError as exc:
+            raise EntryError(str(exc)) from None
+        self._payloads.put(key, out)
+        return out
 
     async def _load_external(
         self,

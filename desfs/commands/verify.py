@@ -48,9 +48,10 @@ async def verify(
     archive: Archive, out: TextIO, err: TextIO = sys.stderr, as_json: bool = False
 ) -> VerifyReport:
     report, output = VerifyReport(), _Output(out, err, as_json)
-    if archive.single is not None:
-        single = archive.single
-        await _verify_opened(archive, single.key, await _try_open(archive, single), report, output)
+    single = archive.single or await archive.root_unit()
+    if single is not None:
+        name = single.key or archive.describe()
+        await _verify_opened(archive, name, await _try_open(archive, single), report, output)
     else:
         for day in await archive.days():
             async for _, ref, opened in archive.walk(day):
@@ -95,6 +96,10 @@ async def _verify_entry(
     archive: Archive, container: Container, entry: Entry, report: VerifyReport, output: _Output
 ) -> None:
     report.entries += 1
+    if entry.error is not None:  # listed, unreadable: an empty one would never be read
+        report.problems += 1
+        output.problem(container.ref.key, entry.name, entry.error)
+        return
     size = 0
     try:
         # Counted, never joined: an entry may be many GiB.

@@ -14,6 +14,7 @@ import lz4.frame
 import zstandard
 
 from desfs.errors import EntryError
+from desfs.format import s4db
 from desfs.format.frames import ZstdFrameWalker
 from desfs.format.model import Codec, Entry
 
@@ -67,11 +68,23 @@ def decode_payload(entry: Entry, stored: bytes) -> bytes:
         )
     if entry.codec is Codec.NONE:
         return _checked(entry, stored, "stored payload")
+    if entry.codec is Codec.S4_RECORD:
+        return _checked(entry, _s4_value(entry, stored), "s4db record")
     stream = PayloadStream(entry, io.BytesIO(stored))
     parts = []
     while chunk := stream.read(_CHUNK):
         parts.append(chunk)
     return b"".join(parts)
+
+
+def _s4_value(entry: Entry, stored: bytes) -> bytes:
+    """The value of an s4db record (format.s4db checks its key, framing and CRC)."""
+    where = entry.elsewhere
+    file_id = None if where is None else s4db.parse_data_file_name(where.key)
+    if file_id is None:
+        raise EntryError(f"entry {entry.name!r}: not in an s4db data file")
+    record = s4db.S4Entry(entry.name, file_id, entry.offset, entry.stored_length)
+    return s4db.decode_value(stored, record)
 
 
 def _checked(entry: Entry, data: bytes, what: str) -> bytes:

@@ -9,17 +9,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from desfs.format.seekable import SeekTable
 
 
 class Format(Enum):
     DESHEAD1 = "DESHEAD1"  # Datavision-Easy-Store (des-formats.md §1)
     DES2 = "DES2"  # DES (des-formats.md §2)
+    # Other packed small-file stores (docs/formats/): their units hold entries too.
+    DATAS3T2 = "datas3t2"  # a datarange: a TAR and its index
+    S4DB = "s4db"  # a store's index.idx; values live in its data files
+    CONDUIT = "conduit"  # a data directory; each data file is one entry
 
 
 class Codec(IntEnum):
     NONE = 0
     ZSTD = 1
     LZ4 = 2
+    S4_RECORD = 3  # an s4db record: framing, key, Snappy value, CRC32 (format.s4db)
+    SEEKABLE = 4  # seekable zstd frames, decoded only where a read lands (format.seekable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +43,19 @@ class External:
 
     sha256: str | None = None
     key_hint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Elsewhere:
+    """An entry whose stored bytes lie in another object of the source: an s4db data
+    file, a ConduitFlatFileDB data file. `key` is source-relative; `etag` pins the object
+    when it must not change under a reader (None: append-only, the listed prefix is
+    stable). `frames` is the seek table of a SEEKABLE entry."""
+
+    key: str
+    etag: str | None
+    object_size: int
+    frames: SeekTable | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +80,7 @@ class Entry:
     external: External | None = None
     deleted: bool = False
     error: str | None = None
+    elsewhere: Elsewhere | None = None  # stored bytes `[offset, +stored_length)` of that object
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,13 @@ class Attr:
 
 
 def day_mtime_ns(day: str) -> int:
-    midnight = datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC)
+    """Midnight UTC of a DES day; 0 for a top-level name that is not a day (a datas3t2
+    dataset), whose time the store does not record."""
+    try:
+        when = date.fromisoformat(day)
+    except ValueError:
+        return 0
+    midnight = datetime.combine(when, datetime.min.time(), UTC)
     return int(midnight.timestamp()) * NS
 
 

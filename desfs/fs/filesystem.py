@@ -26,7 +26,7 @@ from desfs.archive.engine import Archive
 from desfs.archive.opened import Container
 from desfs.archive.paths import DayDir, RootDir
 from desfs.archive.readahead import Stream
-from desfs.errors import NoAttribute, NotADirectory, NotFound, PartialContainer
+from desfs.errors import EntryError, NoAttribute, NotADirectory, NotFound, PartialContainer
 from desfs.format.model import Entry
 from desfs.fs.attributes import (
     Attr,
@@ -197,6 +197,9 @@ class DesFilesystem:
         if not isinstance(node, FileStub):
             raise NotFound(f"inode {ino} is not a file")
         container, entry = await self._file(node)
+        if entry.error is not None:
+            # Refused at open: the kernel never reads an empty file, so a read cannot say it.
+            raise EntryError(f"{container.ref.key}: entry {entry.name!r}: {entry.error}")
         fh = next(self._handles)
         self._files[fh] = _Open(container, entry)
         return fh
@@ -281,7 +284,15 @@ class DesFilesystem:
             raise NotFound(f"{node.ref.key}: {node.path!r} is no longer a file")
         return container, found.entry
 
+    async def _root_unit(self) -> ShardStub | None:
+        """The root as a shard directory, when the source is one unit (an s4db store, a
+        Conduit data directory); None when it lists days."""
+        unit = await self._archive.root_unit()
+        return None if unit is None else ShardStub("", "", unit)
+
     async def _children(self, node: Node) -> tuple[int, Callable[[int], Child]]:
+        if isinstance(node, RootDir) and (unit := await self._root_unit()) is not None:
+            return await self._children(unit)
         if isinstance(node, RootDir):
             days = [day_child(day) for day in await self._archive.days()]
             return len(days), days.__getitem__
@@ -309,6 +320,8 @@ class DesFilesystem:
             raise self._partial(node.ref) from exc
 
     async def _child(self, parent: Node, name: str) -> Child:
+        if isinstance(parent, RootDir) and (unit := await self._root_unit()) is not None:
+            return await self._child(unit, name)
         if isinstance(parent, RootDir):
             if name not in await self._archive.days():
                 raise NotFound(f"no day {name!r}")

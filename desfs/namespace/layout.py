@@ -34,14 +34,28 @@ class Layout(Enum):
     DATAVISION = "datavision"  # YYYY-MM-DD/<stem>.des
     DES_FLAT = "des-flat"  # YYYYMMDD_<HEX>_<NNNN>.des at the root
     DES_NESTED = "des-nested"  # YYYYMMDD/<HEX>.des or YYYYMMDD/<HH>_<XXXX>.des
+    # Other stores (namespace.stores): never mixed with DES layouts in one source.
+    DATAS3T2 = "datas3t2"  # datas3t/<dataset>/dataranges/<first>-<last>.tar
+    S4DB = "s4db"  # <prefix>/index.idx and data_*.s4db
+    CONDUIT = "conduit"  # <prefix>/data_NNNNNNNN.dat[.zst]
 
 
 # Lower wins when two containers claim the same (day, shard) directory.
 _PRIORITY = {Layout.DATAVISION: 0, Layout.DES_NESTED: 1, Layout.DES_FLAT: 2}
 
 
+STORE_LAYOUTS = frozenset({Layout.DATAS3T2, Layout.S4DB, Layout.CONDUIT})
+_STORE_FORMATS = {
+    Layout.DATAS3T2: Format.DATAS3T2,
+    Layout.S4DB: Format.S4DB,
+    Layout.CONDUIT: Format.CONDUIT,
+}
+
+
 def _expected_format(layout: Layout) -> Format:
-    return Format.DESHEAD1 if layout is Layout.DATAVISION else Format.DES2
+    if layout is Layout.DATAVISION:
+        return Format.DESHEAD1
+    return _STORE_FORMATS.get(layout, Format.DES2)
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,7 +102,7 @@ _SIZE = Size(0, TiB)
 _TTL = Seconds(0, YEAR)
 _TIMEOUT = Seconds(0, 3600, above_lo=True)
 _ID = Integer(0, 2**32 - 2, optional=True)
-_LAYOUTS = ("auto", "datavision", "des-flat", "des-nested")
+_LAYOUTS = ("auto", "datavision", "des-flat", "des-nested", "datas3t2", "s4db", "conduit")
 _LEVELS = ("debug", "info", "warning", "error")
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")  # metrics are never served off the host
 

@@ -42,7 +42,7 @@ class CacheSettings:
 
 @dataclass(frozen=True, slots=True)
 class LayoutSettings:
-    layout: str = "auto"  # auto | datavision | des-flat | des-nested
+    layout: str = "auto"  # auto | datavision | des-flat | des-nested | datas3t2 | s4db | conduit
     bigfiles_dir: str = "_bigFiles"
     sidecar_max_bytes: int = 16 * MiB
 
