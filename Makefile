@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.desfs-installed
 MNT    ?= $(CURDIR)/mnt
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint typecheck unit bench bench-quick bench-fleet bench-serve clean install uninstall
+.PHONY: setup demo test lint typecheck unit bench bench-quick bench-fleet bench-serve bench-stores clean install uninstall
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	scripts/bootstrap.sh
@@ -46,6 +46,10 @@ bench-fleet: $(STAMP)
 ## desfs serve beside the mount: small files per second and a large file's MiB/s.
 bench-serve: $(STAMP)
 	$(PY) -m bench.serve
+
+## datas3t2, s4db and ConduitFlatFileDB beside DES2 on the bench's small files.
+bench-stores: $(STAMP)
+	$(PY) -m bench.stores
 
 ## Install for the whole system (/opt/desfs, /usr/local/bin, /sbin, units, man pages,
 ## completion); `make uninstall` removes it. Both take PREFIX, BINDIR, ... (scripts/install.sh).

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 THREAD_DECODE_BYTES = 64 * 1024  # decode bigger payloads off the trio thread
 SEQUENTIAL_SLACK = 4096  # a gap this small still counts as reading in container order
 RUN_LOOKAHEAD = 4096  # entries a prefetch run may span at most
+RUN_GAP = 1024  # bytes between two entries a run still spans (a TAR header and padding)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +67,7 @@ class _Counters:
 class _Order:
     """Where the last read of each container ended, to recognise reads in container order."""
 
-    ends: dict[tuple[str, str], int] = field(default_factory=dict)
+    ends: dict[object, int] = field(default_factory=dict)
 
 
 class EntryReader:
@@ -190,15 +191,26 @@ class EntryReader:
 
     async def _stored(self, container: Container, run: list[Entry]) -> bytes:
         start, end = run[0].offset, run[-1].offset + run[-1].stored_length
-        stored = self._from_tail(container, start, end)
-        if stored is None:
-            ahead = end - start - run[0].stored_length  # the neighbours' bytes
-            stored = await self._fetch_container(container, start, end, ahead)
-        return stored
+        where = run[0].elsewhere  # set: s4db records, a range of their data file
+        if where is None:
+            stored = self._from_tail(container, start, end)
+            if stored is not None:
+                return stored
+        if end <= start:
+            return b""
+        if where is None:
+            data = await self._range(container.ref.key, start, end, container.etag, container)
+        else:
+            data = await self._range(where.key, start, end, where.etag, None)
+        ahead = end - start - run[0].stored_length  # the neighbours' bytes
+        if ahead:
+            self._counters.prefetched_entries += 1
+            self._counters.prefetch_bytes += ahead
+        return data
 
     def _plan_run(self, container: Container, entry: Entry) -> list[Entry]:
         """The entry alone, or with its container-order successors when reading in order."""
-        expected = self._order.ends.get(container.object_id)
+        expected = self._order.ends.get(_order_key(container, entry))
         in_order = expected is not None and 0 <= entry.offset - expected <= SEQUENTIAL_SLACK
         if not in_order or entry.stored_length == 0:
             return [entry]
@@ -206,7 +218,12 @@ class EntryReader:
         run = [entry]
         end = entry.offset + entry.stored_length
         for item in _successors(container, entry):
-            if item.offset != end or item.offset + item.stored_length - entry.offset > budget:
+            if item.elsewhere != entry.elsewhere or item.codec != entry.codec:
+                break  # another object (an s4db record in another data file)
+            if item.error is not None:
+                break  # its bytes may not even exist: they must not fail this read
+            gap = item.offset - end
+            if not 0 <= gap <= RUN_GAP or item.offset + item.stored_length - entry.offset > budget:
                 break
             if item.stored_length > self._settings.small_entry_bytes:
                 break
@@ -220,7 +237,7 @@ class EntryReader:
     def _note_order(self, container: Container, entry: Entry) -> None:
         if entry.stored_length:
             ends = self._order.ends
-            ends[container.object_id] = entry.offset + entry.stored_length
+            ends[_order_key(container, entry)] = entry.offset + entry.stored_length
             if len(ends) > 4096:
                 ends.pop(next(iter(ends)))
 
@@ -229,18 +246,6 @@ class EntryReader:
             lo = start - container.tail_start
             return container.tail[lo : lo + (end - start)]
         return None
-
-    async def _fetch_container(
-        self, container: Container, start: int, end: int, ahead: int
-    ) -> bytes:
-        """Bytes [start, end) of the container; `ahead` of them were not asked for yet."""
-        if end <= start:
-            return b""
-        data = await self._range(container.ref.key, start, end, container.etag, container)
-        if ahead:
-            self._counters.prefetched_entries += 1
-            self._counters.prefetch_bytes += ahead
-        return data
 
     async def _range(
         self, key: str, start: int, end: int, etag: str | None, container: Container | None
@@ -323,29 +328,16 @@ class EntryReader:
         if entry.codec == Codec.SEEKABLE:
             return await self._read_frames(container, entry, obj, (offset, end), fetch)
         if entry.codec != Codec.NONE:  # an s4db record: whole, checked, cached decoded
-            key = (container.object_id, entry.position)
-            payload = self._payloads.get(key)
-            if payload is None:
-                self._counters.payload_misses += 1
-                payload = await self._flights.run(key, lambda: self._load_record(key, entry, fetch))
-            else:
-                self._counters.payload_hits += 1
-            return payload[offset:end]
+            if entry.stored_length > self._settings.decoder_bytes:
+                raise EntryError(
+                    f"entry {entry.name!r}: a {entry.stored_length}-byte record is over "
+                    f"cache.decoder_bytes ({self._settings.decoder_bytes}); it decodes whole"
+                )
+            # Read in index order, a record's GET widens to the records after it in the
+            # same data file, as for a container's small entries.
+            return (await self._payload(container, entry))[offset:end]
         limit = entry.offset + entry.stored_length
         return await self._readahead.read(obj, entry.offset, limit, (offset, end), stream, fetch)
-
-    async def _load_record(
-        self, key: tuple[object, ...], entry: Entry, fetch: Callable[[int, int], Awaitable[bytes]]
-    ) -> bytes:
-        if entry.stored_length > self._settings.decoder_bytes:
-            raise EntryError(
-                f"entry {entry.name!r}: a {entry.stored_length}-byte record is over "
-                f"cache.decoder_bytes ({self._settings.decoder_bytes}); it is decoded whole"
-            )
-        stored = await fetch(entry.offset, entry.offset + entry.stored_length)
-        payload = await self._decode(entry, stored)
-        self._payloads.put(key, payload)
-        return payload
 
     async def _read_frames(
         self,
@@ -412,6 +404,13 @@ class EntryReader:
         data = await self._externals.read_whole(container, entry, target)
         self._payloads.put(cache_key, data)
         return data
+
+
+def _order_key(container: Container, entry: Entry) -> object:
+    """What reading "in order" follows: the container, or the object an entry of another
+    store lives in."""
+    where = entry.elsewhere
+    return container.object_id if where is None else (container.object_id, where.key)
 
 
 def _successors(container: Container, entry: Entry) -> Iterator[Entry]:

@@ -22,6 +22,7 @@ from desfs.archive.catalog import DAYS_KEPT, ContainerRef, DayListing
 from desfs.archive.stale import StaleIfError
 from desfs.cache.singleflight import SingleFlight
 from desfs.errors import NotFound, StorageError
+from desfs.format import s4db
 from desfs.namespace.layout import ContainerName, Layout
 from desfs.namespace.stores import (
     DATAS3T2_ROOT,
@@ -56,10 +57,10 @@ class StoreCatalog:
         self._clock = clock
         self._first = first
         # Datasets sit under datas3t/ in a bucket datas3t2 writes; a source may also
-        # point at datas3t/ itself.
-        self._base = DATAS3T2_ROOT
-        if kind is Layout.DATAS3T2 and first is not None and DATAS3T2_ROOT not in first.prefixes:
-            self._base = ""
+        # point at datas3t/ itself. None: not known until the root is listed.
+        self._base: str | None = None
+        if first is not None:
+            self._base = DATAS3T2_ROOT if DATAS3T2_ROOT in first.prefixes else ""
         self._timed: LRUCache[str, tuple[float, object]] = LRUCache(maxsize=DAYS_KEPT + 1)
         self._known_days: tuple[str, ...] = ()
         self._flights: SingleFlight[str, object] = SingleFlight()
@@ -143,12 +144,18 @@ class StoreCatalog:
                 return objects, prefixes
 
     async def _list_datasets(self) -> tuple[str, ...]:
-        _, prefixes = await self._list(self._base)
+        prefixes: list[str] | None = None
+        if self._base is None:  # a forced layout: the root tells where the datasets are
+            _, found = await self._list("")
+            self._base = DATAS3T2_ROOT if DATAS3T2_ROOT in found else ""
+            prefixes = None if self._base else found
+        if prefixes is None:
+            _, prefixes = await self._list(self._base)
         names = (dataset_of(prefix, self._base) for prefix in prefixes)
         return tuple(sorted(name for name in names if name is not None))
 
     async def _list_dataset(self, day: str) -> DayListing:
-        objects, _ = await self._list(dataranges_prefix(self._base, day))
+        objects, _ = await self._list(dataranges_prefix(self._base or "", day))
         infos = {obj.key: obj for obj in objects}
         ranges, hidden = pair_dataranges(infos)
         for item in hidden:
@@ -169,7 +176,8 @@ class StoreCatalog:
             if index is None:
                 return None
             name = ContainerName(index.key, "", "", Layout.S4DB)
-            return ContainerRef(name, index.size, index.etag, index.mtime_ns)
+            files = tuple(o for o in objects if s4db.parse_data_file_name(o.key) is not None)
+            return ContainerRef(name, index.size, index.etag, index.mtime_ns, parts=files)
         return _conduit_unit(objects)
 
 

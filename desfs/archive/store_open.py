@@ -18,13 +18,14 @@ reads give EIO. A failure of the unit's own index fails the unit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import partial
 
 import trio
 
 from desfs.archive.catalog import ContainerRef
 from desfs.archive.opened import Container
-from desfs.errors import EntryError, FormatError, ObjectMissing, PartialContainer
+from desfs.errors import DesfsError, EntryError, FormatError, ObjectMissing, PartialContainer
 from desfs.format import conduit, datas3t2, s4db, seekable
 from desfs.format.model import Codec, ContainerIndex, Elsewhere, Entry, Format
 from desfs.namespace.layout import Layout
@@ -90,15 +91,12 @@ class StoreOpener:
         async def fetch(lo: int, hi: int) -> None:
             async with limiter:
                 data = await self._storage.read_range(key, lo, hi, etag)
-            if len(data) != hi - lo:
-                raise FormatError(f"{key}: asked for {hi - lo} bytes at {lo}, got {len(data)}")
+            # A short reply leaves the ranges it does not cover out: their entries fail.
             for start, end in targets:
-                if lo <= start and end <= hi:
+                if lo <= start and end <= lo + len(data):
                     found[(start, end)] = data[start - lo : end - lo]
 
-        async with trio.open_nursery() as nursery:
-            for lo, hi in probe_ranges(targets):
-                nursery.start_soon(fetch, lo, hi)
+        await _all([partial(fetch, lo, hi) for lo, hi in probe_ranges(targets)])
         return found
 
     # -- datas3t2 --------------------------------------------------------------------------
@@ -135,8 +133,13 @@ class StoreOpener:
         for item in parsed.entries:
             by_file.setdefault(item.file_name, []).append(item)
         sizes: dict[bytes, int | str] = {}
+        listed = {part.key: part.size for part in ref.parts}
 
         async def heads(name: str, items: list[s4db.S4Entry]) -> None:
+            if name in listed:
+                # Records past the listed end are damage (or a newer index than the
+                # listing: the next listing reopens the store); never asked for.
+                items = _inside(items, listed[name], sizes)
             try:
                 found = await self._probe(name, None, [_head(item) for item in items])
             except ObjectMissing:
@@ -149,10 +152,12 @@ class StoreOpener:
                 except EntryError as exc:
                     sizes[item.key] = str(exc)
 
-        async with trio.open_nursery() as nursery:
-            for name, items in by_file.items():
-                nursery.start_soon(heads, name, items)
-        entries = [_s4_entry(i, item, sizes[item.key]) for i, item in enumerate(parsed.entries)]
+        await _all([partial(heads, name, items) for name, items in by_file.items()])
+        places = {name: Elsewhere(name, None, 0) for name in by_file}  # one per data file
+        entries = [
+            _s4_entry(i, item, sizes[item.key], places[item.file_name])
+            for i, item in enumerate(parsed.entries)
+        ]
         return blob.etag, entries
 
     # -- ConduitFlatFileDB -------------------------------------------------------------------
@@ -165,9 +170,7 @@ class StoreOpener:
             part = ref.parts[position]
             entries[position] = await self._data_file(position, part, part.key == mutable)
 
-        async with trio.open_nursery() as nursery:
-            for position in range(len(ref.parts)):
-                nursery.start_soon(one, position)
+        await _all([partial(one, position) for position in range(len(ref.parts))])
         return [entry for entry in entries if entry is not None]
 
     async def _data_file(self, position: int, part: ObjectInfo, mutable: bool) -> Entry:
@@ -203,6 +206,24 @@ class StoreOpener:
         return table, tail.etag
 
 
+async def _all(calls: Sequence[Callable[[], Awaitable[None]]]) -> None:
+    """Run `calls` concurrently; the first DesfsError is raised as itself (not inside an
+    exception group), so its errno reaches the caller."""
+    failed: list[DesfsError] = []
+
+    async def run(call: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await call()
+        except DesfsError as exc:
+            failed.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        for call in calls:
+            nursery.start_soon(run, call)
+    if failed:
+        raise failed[0]
+
+
 def _datapoint(
     position: int, record: datas3t2.IndexRecord, blocks: dict[tuple[int, int], bytes]
 ) -> Entry:
@@ -217,12 +238,25 @@ def _datapoint(
     return Entry(name.encode(), position, size, offset, size)
 
 
+def _inside(
+    items: list[s4db.S4Entry], file_size: int, sizes: dict[bytes, int | str]
+) -> list[s4db.S4Entry]:
+    kept = []
+    for item in items:
+        try:
+            s4db.check_extent(item, file_size)
+        except EntryError as exc:
+            sizes[item.key] = str(exc)
+            continue
+        kept.append(item)
+    return kept
+
+
 def _head(item: s4db.S4Entry) -> tuple[int, int]:
     return item.offset, item.offset + item.head_length
 
 
-def _s4_entry(position: int, item: s4db.S4Entry, size: int | str) -> Entry:
-    where = Elsewhere(item.file_name, None, 0)
+def _s4_entry(position: int, item: s4db.S4Entry, size: int | str, where: Elsewhere) -> Entry:
     error = size if isinstance(size, str) else None
     value = size if isinstance(size, int) else 0
     codec = Codec.S4_RECORD

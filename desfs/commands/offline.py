@@ -149,7 +149,8 @@ def empty_source(archive: Archive) -> str:
     where = archive.describe()
     text = (
         f"no DES containers in {where}: looked for YYYY-MM-DD/*.des (Datavision), "
-        "YYYYMMDD/*.des (DES nested) and YYYYMMDD_<HEX>_<NNNN>.des (DES flat)"
+        "YYYYMMDD/*.des (DES nested) and YYYYMMDD_<HEX>_<NNNN>.des (DES flat), and for the "
+        "other stores datas3t/ (datas3t2), index.idx (s4db), data_NNNNNNNN.dat (Conduit)"
     )
     last = where.split(" at ")[0].rstrip("/").rpartition("/")[2]
     if _DAY.fullmatch(last):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from desfs.errors import EntryError, FormatError
 from desfs.format.codecs import decode_meta
-from desfs.format.model import Codec, ContainerIndex, Entry, External, Format
+from desfs.format.model import DES_CODECS, Codec, ContainerIndex, Entry, External, Format
 from desfs.format.table import EntryTable, compact, offsets
 
 HEAD_MAGIC = b"DES2"
@@ -43,7 +43,7 @@ _META_LEN = struct.Struct("<I")  # the last field of an inline entry, 34 bytes a
 _V1_CODEC = struct.Struct("<QQBQQ")
 _V1_NOCODEC = struct.Struct("<QQ")
 _SHA256_HEX = re.compile(rb"[0-9a-f]{64}")
-_CODEC_BY_ID = (Codec.NONE, Codec.ZSTD, Codec.LZ4)
+_CODEC_BY_ID = DES_CODECS
 
 
 def parse_header(head: bytes) -> int:

@@ -32,6 +32,10 @@ class Codec(IntEnum):
     SEEKABLE = 4  # seekable zstd frames, decoded only where a read lands (format.seekable)
 
 
+# The codecs a DES container may name; the others belong to other stores' entries only.
+DES_CODECS = (Codec.NONE, Codec.ZSTD, Codec.LZ4)
+
+
 @dataclass(frozen=True, slots=True)
 class External:
     """Where an entry's payload lives when it is not inside the container.

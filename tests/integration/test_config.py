@@ -351,7 +351,7 @@ MISTAKES = {
     "bad-choice": (
         {"layout": {"layout": "des_flat"}},
         "layout.layout: 'des_flat' is not a valid choice; expected one of auto, datavision, "
-        "des-flat, des-nested; did you mean 'des-flat'?",
+        "des-flat, des-nested, datas3t2, s4db, conduit; did you mean 'des-flat'?",
     ),
     "missing-source": ({"mount": {"uid": 0}}, "no source given: name SOURCE on the command line"),
 }

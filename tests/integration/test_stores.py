@@ -5,7 +5,9 @@ counted on the server side by a proxy."""
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import random
 import subprocess
 import sys
 import urllib.parse
@@ -16,14 +18,18 @@ from typing import Any
 
 import pytest
 
+from desfs.settings.sections import CacheSettings
 from tests.support.moto_server import upload_tree
 from tests.support.mounting import Mounted, needs_fuse
 from tests.support.rgw import RgwServer
 from tests.support.s3proxy import RequestRecord, S3Proxy
 from tests.support.serving import Served
+from tests.support.store_writers import write_conduit, write_datarange, write_s4db
 from tests.support.stores import blobs, expected, manifest, source_dir, store_cases
 
 pytestmark = needs_fuse()
+
+PREFETCH_CAP = CacheSettings().prefetch_cap
 
 GOOD = [
     case
@@ -151,7 +157,7 @@ def test_serve_reads_every_file(store: str, tmp_path: Path) -> None:
 class OnS3:
     mnt: Path
     proxy: S3Proxy
-    case: Path
+    case: Any  # a fixture case directory, or a _Tree
 
 
 def _gets(records: list[RequestRecord]) -> list[RequestRecord]:
@@ -162,13 +168,21 @@ def _kinds(records: list[RequestRecord]) -> list[str]:
     return sorted(r.kind for r in records)
 
 
+@dataclass(frozen=True)
+class _Tree:
+    """A source written by our own writers rather than a fixture case."""
+
+    path: Path
+
+
 @pytest.fixture
 def on_s3(tmp_path: Path, rgw_server: RgwServer, rgw_client: Any) -> Iterator[Any]:
     proxies: list[S3Proxy] = []
 
-    def mount(case: Path, bucket: str) -> Iterator[OnS3]:
+    def mount(case: Path | _Tree, bucket: str) -> Iterator[OnS3]:
         rgw_client.create_bucket(Bucket=bucket)
-        upload_tree(rgw_client, bucket, source_dir(case), "data/")
+        tree = case.path if isinstance(case, _Tree) else source_dir(case)
+        upload_tree(rgw_client, bucket, tree, "data/")
         proxy = S3Proxy(rgw_server.port).start()
         proxies.append(proxy)
         env = {**rgw_server.env(), "AWS_ENDPOINT_URL": proxy.url}
@@ -246,3 +260,83 @@ def test_conduit_on_s3_costs(on_s3: Any) -> None:
         assert _dd(s3.mnt / name, start, end - start) == digest
         assert proxy.requests == []
         _check_tree(s3.mnt, s3.case)
+
+
+def _random_payloads(count: int, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    return [rng.randbytes(rng.randint(200, 6000)) for _ in range(count)]
+
+
+@pytest.mark.s3
+def test_datas3t2_copy_of_a_datarange_is_coalesced(
+    on_s3: Any, tmp_path: Path, rgw_client: Any
+) -> None:
+    """`cp -r` of a datarange of 300 datapoints: one GET of its index, one probe GET for
+    the names, then one GET per prefetch cap of neighbouring datapoints, not one each."""
+    source = tmp_path / "source"
+    shown = write_datarange(source, "big", 0, [("bin", p) for p in _random_payloads(300, 5)])
+    for s3 in on_s3(_Tree(source), "datas3t2-copy"):
+        proxy = s3.proxy
+        (datarange,) = os.listdir(s3.mnt / "big")
+        proxy.reset_counts()
+        names = os.listdir(s3.mnt / "big" / datarange)
+        assert len(names) == 300
+        assert _kinds(proxy.requests) == ["get", "get_range"], proxy.requests
+        proxy.reset_counts()
+        subprocess.run(
+            ["cp", "-r", str(s3.mnt / "big" / datarange), str(tmp_path / "copy")],
+            check=True, timeout=120,
+        )  # fmt: skip
+        for path, data in shown.items():
+            assert (tmp_path / "copy" / path.rsplit("/", 1)[1]).read_bytes() == data
+        gets = _gets(proxy.requests)
+        total = sum(len(d) for d in shown.values())
+        assert len(gets) <= 2 + math.ceil(total / PREFETCH_CAP), len(gets)
+        assert sum(g.bytes for g in gets) <= 1.5 * total  # headers and padding included
+
+
+@pytest.mark.s3
+def test_s4db_store_of_thousands_of_keys_opens_in_four_requests(on_s3: Any, tmp_path: Path) -> None:
+    items = {f"k/{i:05d}": p for i, p in enumerate(_random_payloads(3000, 6))}
+    write_s4db(tmp_path / "source", items, per_file=1000)
+    for s3 in on_s3(_Tree(tmp_path / "source"), "s4db-big"):
+        proxy = s3.proxy
+        proxy.reset_counts()
+        listed = subprocess.run(
+            ["ls", "-l", str(s3.mnt / "k")], capture_output=True, check=True, timeout=60
+        ).stdout
+        assert len(listed.splitlines()) == 3001
+        # The index, then one probe GET per data file for the value sizes.
+        assert _kinds(proxy.requests) == ["get", "get_range", "get_range", "get_range"]
+        proxy.reset_counts()
+        for key in ("k/00000", "k/01500", "k/02999"):
+            assert (s3.mnt / key).read_bytes() == items[key]
+        assert [g.kind for g in _gets(proxy.requests)] == ["get_range"] * 3
+        proxy.reset_counts()
+        copy = tmp_path / "copy"
+        subprocess.run(["cp", "-r", str(s3.mnt / "k"), str(copy)], check=True, timeout=300)
+        for key, value in items.items():
+            assert (copy / key.removeprefix("k/")).read_bytes() == value, key
+        # Read in index order, records come in runs of --prefetch-cap per data file.
+        gets = _gets(proxy.requests)
+        total = sum(len(v) for v in items.values())
+        assert len(gets) <= 3 * (2 + math.ceil(total / 3 / PREFETCH_CAP)), len(gets)
+
+
+@pytest.mark.s3
+def test_conduit_blobs_read_in_order_cost_a_get_per_frame(on_s3: Any, tmp_path: Path) -> None:
+    blobs_written = _random_payloads(2000, 7)
+    where = write_conduit(tmp_path / "source", 0, blobs_written, frame_bytes=1024 * 1024)
+    frames = math.ceil(sum(len(b) for b in blobs_written) / (1024 * 1024))
+    for s3 in on_s3(_Tree(tmp_path / "source"), "conduit-big"):
+        proxy = s3.proxy
+        (name,) = os.listdir(s3.mnt)
+        proxy.reset_counts()
+        fd = os.open(s3.mnt / name, os.O_RDONLY)
+        try:
+            for blob, (start, end) in zip(blobs_written, where, strict=True):
+                assert os.pread(fd, end - start, start) == blob
+        finally:
+            os.close(fd)
+        gets = _gets(proxy.requests)
+        assert len(gets) <= frames + 1, (len(gets), frames)

@@ -29,7 +29,8 @@ def source_dir(case: Path) -> Path:
     """The directory a user would mount: the store's prefix, the bucket, the data dir."""
     store = case.parent.name
     if store == "s4db":
-        return case / "bucket" / manifest(case)["prefix"].rstrip("/")
+        prefix: str = manifest(case)["prefix"]
+        return case / "bucket" / prefix.rstrip("/")
     if store == "datas3t2":
         return case / "bucket"
     return case / "datadir"

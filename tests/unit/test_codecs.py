@@ -10,7 +10,7 @@ import zstandard
 
 from desfs.errors import EntryError
 from desfs.format.codecs import decode_meta, decode_payload
-from desfs.format.model import Codec, Entry, External
+from desfs.format.model import DES_CODECS, Codec, Entry, External
 
 PAYLOAD = b"desfs payload " * 100
 
@@ -27,7 +27,7 @@ def _compress(codec: Codec, data: bytes) -> bytes:
     return data
 
 
-@pytest.mark.parametrize("codec", list(Codec))
+@pytest.mark.parametrize("codec", DES_CODECS)
 @pytest.mark.parametrize("data", [b"", b"x", PAYLOAD, bytes(range(256)) * 9000])
 def test_round_trip(codec: Codec, data: bytes) -> None:
     stored = _compress(codec, data)
@@ -39,7 +39,7 @@ def test_empty_frames_have_the_documented_sizes() -> None:
     assert len(_compress(Codec.LZ4, b"")) == 11
 
 
-@pytest.mark.parametrize("codec", list(Codec))
+@pytest.mark.parametrize("codec", DES_CODECS)
 @pytest.mark.parametrize("delta", [-1, 1, 1000])
 def test_size_mismatch(codec: Codec, delta: int) -> None:
     stored = _compress(codec, PAYLOAD)
