@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from desfs.archive.catalog import ContainerRef
 from desfs.archive.spill import SpilledTables
 from desfs.format.model import ContainerIndex
+from desfs.format.packed import PackedEntries
 from desfs.format.table import EntryTable
 from desfs.namespace.tree import ShardTree
 
@@ -40,7 +41,8 @@ class Container:
         if self.spilled is not None:
             return CONTAINER_OVERHEAD + self.tree.directory_memory()
         entries = self.index.entries
-        table = (
-            entries.table_bytes if isinstance(entries, EntryTable) else LISTED_ENTRY * len(entries)
-        )
+        if isinstance(entries, EntryTable | PackedEntries):
+            table = entries.table_bytes
+        else:
+            table = LISTED_ENTRY * len(entries)
         return CONTAINER_OVERHEAD + len(self.tail) + table + self.tree.memory()

@@ -18,6 +18,8 @@ reads give EIO. A failure of the unit's own index fails the unit.
 from __future__ import annotations
 
 import logging
+from array import array
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 
@@ -28,6 +30,7 @@ from desfs.archive.opened import Container
 from desfs.errors import DesfsError, EntryError, FormatError, ObjectMissing, PartialContainer
 from desfs.format import conduit, datas3t2, s4db, seekable
 from desfs.format.model import Codec, ContainerIndex, Elsewhere, Entry, Format
+from desfs.format.packed import PackedEntries
 from desfs.namespace.layout import Layout
 from desfs.namespace.tree import build_tree
 from desfs.storage.aio import AsyncStore
@@ -41,6 +44,9 @@ PROBES_AT_ONCE = 4  # probe GETs in flight per open: bounds the bytes held, too
 SEEK_TABLE_WINDOW = 64 * 1024
 MAX_SEEK_TABLE = 64 * 1024 * 1024  # 5M frames; a footer claiming more is refused unread
 INDEX_SLACK = 1024 * 1024  # a zstd stream of a datas3t2 index may be a little larger
+S4 = Codec.S4_RECORD
+
+Take = Callable[[int, bytes], None]  # (position in the wanted ranges, their bytes)
 
 
 def probe_ranges(wanted: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -67,6 +73,7 @@ class StoreOpener:
     async def open(self, ref: ContainerRef) -> Container:
         layout = ref.name.layout
         etag = ref.etag
+        entries: Sequence[Entry]  # a data directory holds a few files: a plain list
         if layout is Layout.DATAS3T2:
             entries = await self._datarange(ref)
             fmt = Format.DATAS3T2
@@ -81,27 +88,29 @@ class StoreOpener:
         return Container(ref, etag, index, tree, b"")
 
     async def _probe(
-        self, key: str, etag: str | None, wanted: Sequence[tuple[int, int]]
-    ) -> dict[tuple[int, int], bytes]:
-        """The bytes of every wanted range of one object, in coalesced range GETs."""
-        found: dict[tuple[int, int], bytes] = {}
+        self, key: str, etag: str | None, wanted: Sequence[tuple[int, int]], take: Take
+    ) -> None:
+        """Hand `take` the bytes of every wanted range of one object as its coalesced
+        range GET arrives (nothing is gathered: a million headers are never all held).
+        `wanted` is sorted by start, and starts strictly increase."""
         limiter = trio.CapacityLimiter(PROBES_AT_ONCE)
-        targets = sorted(set(wanted))
+        starts = [start for start, _ in wanted]
 
         async def fetch(lo: int, hi: int) -> None:
             async with limiter:
                 data = await self._storage.read_range(key, lo, hi, etag)
             # A short reply leaves the ranges it does not cover out: their entries fail.
-            for start, end in targets:
-                if lo <= start and end <= lo + len(data):
-                    found[(start, end)] = data[start - lo : end - lo]
+            covered = lo + len(data)
+            for at in range(bisect_left(starts, lo), bisect_left(starts, hi)):
+                start, end = wanted[at]
+                if end <= covered:
+                    take(at, data[start - lo : end - lo])
 
-        await _all([partial(fetch, lo, hi) for lo, hi in probe_ranges(targets)])
-        return found
+        await _all([partial(fetch, lo, hi) for lo, hi in probe_ranges(wanted)])
 
     # -- datas3t2 --------------------------------------------------------------------------
 
-    async def _datarange(self, ref: ContainerRef) -> list[Entry]:
+    async def _datarange(self, ref: ContainerRef) -> PackedEntries:
         parsed = datas3t2.parse_datarange_key(ref.key)
         index = ref.sidecar
         if parsed is None or index is None:
@@ -120,44 +129,64 @@ class StoreOpener:
                 f"{ref.key}: {ref.size} bytes, its index describes a "
                 f"{datas3t2.tar_size_for(records)}-byte TAR"
             )
+        names: list[bytes | str] = ["no TAR header was read"] * len(records)
+
+        def take(at: int, block: bytes) -> None:
+            names[at] = _datapoint_name(records[at], block)
+
         heads = [datas3t2.header_range(r) for r in records]
-        blocks = await self._probe(ref.key, ref.etag, [(o, o + n) for o, n in heads])
-        return [_datapoint(i, r, blocks) for i, r in enumerate(records)]
+        await self._probe(ref.key, ref.etag, [(o, o + n) for o, n in heads], take)
+        entries = PackedEntries()
+        for record, name in zip(records, names, strict=True):
+            offset, size = datas3t2.data_range(record)
+            if isinstance(name, bytes):
+                entries.append(name, size, offset, size)
+            else:  # listed under its number alone: `ls` shows it, reading it says why
+                entries.append(f"{record.key:020d}".encode(), size, offset, size, error=name)
+        return entries
 
     # -- s4db ------------------------------------------------------------------------------
 
-    async def _s4db(self, ref: ContainerRef) -> tuple[str, list[Entry]]:
+    async def _s4db(self, ref: ContainerRef) -> tuple[str, PackedEntries]:
         blob = await self._storage.read_object(ref.key)
         parsed = await trio.to_thread.run_sync(s4db.parse_index, blob.data)
-        by_file: dict[str, list[s4db.S4Entry]] = {}
-        for item in parsed.entries:
-            by_file.setdefault(item.file_name, []).append(item)
-        sizes: dict[bytes, int | str] = {}
+        by_id: dict[int, list[int]] = {}
+        for at, item in enumerate(parsed.entries):
+            by_id.setdefault(item.file_id, []).append(at)
+        by_file = {s4db.data_file_name(file_id): found for file_id, found in by_id.items()}
+        sizes = array("q", [-1]) * len(parsed.entries)  # -1 until a head says otherwise
+        errors: dict[int, str] = {}
         listed = {part.key: part.size for part in ref.parts}
 
-        async def heads(name: str, items: list[s4db.S4Entry]) -> None:
+        async def heads(name: str, positions: list[int]) -> None:
+            items = sorted(positions, key=lambda at: parsed.entries[at].offset)
             if name in listed:
                 # Records past the listed end are damage (or a newer index than the
                 # listing: the next listing reopens the store); never asked for.
-                items = _inside(items, listed[name], sizes)
-            try:
-                found = await self._probe(name, None, [_head(item) for item in items])
-            except ObjectMissing:
-                for item in items:
-                    sizes[item.key] = f"data file {name} is missing (compacted away?)"
-                return
-            for item in items:
+                items = _inside(parsed.entries, items, listed[name], errors)
+
+            def take(at: int, head: bytes) -> None:
+                item = parsed.entries[items[at]]
                 try:
-                    sizes[item.key] = s4db.value_size(found.get(_head(item), b""), item)
+                    sizes[items[at]] = s4db.value_size(head, item)
                 except EntryError as exc:
-                    sizes[item.key] = str(exc)
+                    errors[items[at]] = str(exc)
+
+            wanted = [_head(parsed.entries[at]) for at in items]
+            try:
+                await self._probe(name, None, wanted, take)
+            except ObjectMissing:
+                for at in items:
+                    errors[at] = f"data file {name} is missing (compacted away?)"
 
         await _all([partial(heads, name, items) for name, items in by_file.items()])
-        places = {name: Elsewhere(name, None, 0) for name in by_file}  # one per data file
-        entries = [
-            _s4_entry(i, item, sizes[item.key], places[item.file_name])
-            for i, item in enumerate(parsed.entries)
-        ]
+        places = {file_id: i + 1 for i, file_id in enumerate(by_id)}  # one per data file
+        entries = PackedEntries([None, *(Elsewhere(name, None, 0) for name in by_file)])
+        for at, item in enumerate(parsed.entries):
+            error = errors.get(at) or (None if sizes[at] >= 0 else "its record head was not read")
+            size = max(sizes[at], 0)
+            place = places[item.file_id]
+            entries.append(item.key, size, item.offset, item.length, S4, place, error)
         return blob.etag, entries
 
     # -- ConduitFlatFileDB -------------------------------------------------------------------
@@ -224,42 +253,28 @@ async def _all(calls: Sequence[Callable[[], Awaitable[None]]]) -> None:
         raise failed[0]
 
 
-def _datapoint(
-    position: int, record: datas3t2.IndexRecord, blocks: dict[tuple[int, int], bytes]
-) -> Entry:
-    start, length = datas3t2.header_range(record)
-    offset, size = datas3t2.data_range(record)
+def _datapoint_name(record: datas3t2.IndexRecord, block: bytes) -> bytes | str:
+    """The datapoint's name from its TAR header, or why the header does not give it."""
     try:
-        member = datas3t2.parse_tar_header(blocks[(start, start + length)], start)
-        name = datas3t2.verify_member(record, member)
+        member = datas3t2.parse_tar_header(block, record.header_offset)
+        return datas3t2.verify_member(record, member).encode()
     except EntryError as exc:
-        # Listed under its number alone, so `ls` shows it and reading it says why.
-        return Entry(f"{record.key:020d}".encode(), position, size, offset, size, error=str(exc))
-    return Entry(name.encode(), position, size, offset, size)
+        return str(exc)
 
 
 def _inside(
-    items: list[s4db.S4Entry], file_size: int, sizes: dict[bytes, int | str]
-) -> list[s4db.S4Entry]:
+    entries: Sequence[s4db.S4Entry], items: list[int], file_size: int, errors: dict[int, str]
+) -> list[int]:
     kept = []
-    for item in items:
+    for at in items:
         try:
-            s4db.check_extent(item, file_size)
+            s4db.check_extent(entries[at], file_size)
         except EntryError as exc:
-            sizes[item.key] = str(exc)
+            errors[at] = str(exc)
             continue
-        kept.append(item)
+        kept.append(at)
     return kept
 
 
 def _head(item: s4db.S4Entry) -> tuple[int, int]:
     return item.offset, item.offset + item.head_length
-
-
-def _s4_entry(position: int, item: s4db.S4Entry, size: int | str, where: Elsewhere) -> Entry:
-    error = size if isinstance(size, str) else None
-    value = size if isinstance(size, int) else 0
-    codec = Codec.S4_RECORD
-    return Entry(
-        item.key, position, value, item.offset, item.length, codec, error=error, elsewhere=where
-    )

@@ -184,13 +184,15 @@ def value_size(head: bytes, entry: S4Entry) -> int:
     The index does not record it, so this is the cheap way to a file size. Unverified: the
     CRC covers the whole record, so `decode_value` may still refuse the value later.
     """
-    where = _where(entry)
+    # Called once per key when a store opens: the message is made only on failure.
     if len(head) < entry.head_length or entry.length < RECORD_OVERHEAD:
-        raise EntryError(f"{where}: {len(head)} bytes, the record head needs {entry.head_length}")
-    flags, value_len, key_end = _frame(head, entry, where)
+        raise EntryError(
+            f"{_where(entry)}: {len(head)} bytes, the record head needs {entry.head_length}"
+        )
+    flags, value_len, key_end = _frame(head, entry)
     if flags & FLAG_RAW:
         return value_len
-    return _snappy_size(head[key_end : key_end + value_len], value_len, where)[0]
+    return _snappy_size(head[key_end : key_end + value_len], value_len, entry)[0]
 
 
 def decode_value(stored: bytes, entry: S4Entry) -> bytes:
@@ -209,49 +211,50 @@ def decode_value(stored: bytes, entry: S4Entry) -> bytes:
     actual = zlib.crc32(memoryview(stored)[:body_end])
     if stored_crc != actual:
         raise EntryError(f"{where}: CRC32 is {actual:08x}, the record says {stored_crc:08x}")
-    flags, _, key_end = _frame(stored, entry, where)
+    flags, _, key_end = _frame(stored, entry)
     value = stored[key_end:body_end]
-    return value if flags & FLAG_RAW else _unsnappy(value, where)
+    return value if flags & FLAG_RAW else _unsnappy(value, entry)
 
 
 def _where(entry: S4Entry) -> str:
     return f"s4db record of key {entry.key[:80]!r} at {entry.file_name}:{entry.offset}"
 
 
-def _frame(record: bytes, entry: S4Entry, where: str) -> tuple[int, int, int]:
+def _frame(record: bytes, entry: S4Entry) -> tuple[int, int, int]:
     """The flags, value_len and key end of a record that is the live value of `entry`."""
     flags, key_len, value_len = _RECORD_HEAD.unpack_from(record)
     if RECORD_OVERHEAD + key_len + value_len != entry.length:
         raise EntryError(
-            f"{where}: key_len {key_len} + value_len {value_len} disagree with the "
+            f"{_where(entry)}: key_len {key_len} + value_len {value_len} disagree with the "
             f"{entry.length}-byte record the index describes"
         )
     if flags & ~KNOWN_FLAGS:
-        raise EntryError(f"{where}: unknown flag bits 0x{flags:02x}")
+        raise EntryError(f"{_where(entry)}: unknown flag bits 0x{flags:02x}")
     if flags & FLAG_TOMBSTONE:
-        raise EntryError(f"{where}: the index points at a tombstone")
+        raise EntryError(f"{_where(entry)}: the index points at a tombstone")
     key_end = _RECORD_HEAD.size + key_len
     # s4db's reader does not compare keys; we do, so a wrong offset cannot serve another key.
     if record[_RECORD_HEAD.size : key_end] != entry.key:
         raise EntryError(
-            f"{where}: the record holds key {record[_RECORD_HEAD.size : key_end][:80]!r}"
+            f"{_where(entry)}: the record holds key {record[_RECORD_HEAD.size : key_end][:80]!r}"
         )
     return flags, value_len, key_end
 
 
-def _unsnappy(data: bytes, where: str) -> bytes:
+def _unsnappy(data: bytes, entry: S4Entry) -> bytes:
     """Raw (unframed) Snappy: a varint of the uncompressed size, then the elements."""
-    size, _ = _snappy_size(data, len(data), where)
+    size, _ = _snappy_size(data, len(data), entry)
     try:
         value = bytes(cramjam.snappy.decompress_raw(data))
     except cramjam.DecompressionError as exc:
-        raise EntryError(f"{where}: bad Snappy data: {exc}") from None
+        raise EntryError(f"{_where(entry)}: bad Snappy data: {exc}") from None
     if len(value) != size:
+        where = _where(entry)
         raise EntryError(f"{where}: Snappy gave {len(value)} bytes, its preamble says {size}")
     return value
 
 
-def _snappy_size(data: bytes, stream_len: int, where: str) -> tuple[int, int]:
+def _snappy_size(data: bytes, stream_len: int, entry: S4Entry) -> tuple[int, int]:
     """The size a Snappy stream of `stream_len` bytes claims and the preamble's length.
 
     The preamble is a little-endian base-128 varint below 2**32, at most 5 bytes long.
@@ -265,11 +268,11 @@ def _snappy_size(data: bytes, stream_len: int, where: str) -> tuple[int, int]:
             break
         if size > SNAPPY_MAX_EXPANSION * (stream_len - at - 1):
             raise EntryError(
-                f"{where}: Snappy claims {size} bytes, "
+                f"{_where(entry)}: Snappy claims {size} bytes, "
                 f"more than {stream_len - at - 1} bytes of Snappy can expand to"
             )
         return size, at + 1
-    raise EntryError(f"{where}: bad Snappy length preamble {data[:5].hex()}")
+    raise EntryError(f"{_where(entry)}: bad Snappy length preamble {data[:5].hex()}")
 
 
 def parse_data_header(head: bytes) -> S4DataHeader:

@@ -23,6 +23,7 @@ from typing import TypeAlias, overload
 
 from desfs.errors import NotADirectory, NotFound
 from desfs.format.model import Entry
+from desfs.format.packed import PackedEntries
 from desfs.format.table import EntryTable
 from desfs.namespace.names import Hide, check_path
 
@@ -53,7 +54,8 @@ class HiddenName:
 
 
 class _Names:
-    """Raw names and deletion marks, from an EntryTable without building entries."""
+    """Raw names and deletion marks, from an EntryTable (or PackedEntries) without
+    building entries."""
 
     def __init__(self, entries: Sequence[Entry]) -> None:
         self.name: Callable[[int], bytes]
@@ -62,6 +64,8 @@ class _Names:
         if isinstance(entries, EntryTable):
             self.name, self.all = entries.name, entries.names
             self.deleted = entries.deleted if entries.has_deletions else None
+        elif isinstance(entries, PackedEntries):  # other stores: no deletion marks
+            self.name, self.all, self.deleted = entries.name, entries.names, None
         else:
             self.name = lambda i: entries[i].name
             self.all = lambda: (e.name for e in entries)
