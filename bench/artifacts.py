@@ -6,18 +6,20 @@ Everything lands under the mode's data directory and is rebuilt only when the da
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import tarfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from bench.config import BIG_FILES, BUCKET, DAYS, SEED, SHARDS_PER_DAY, BenchConfig
+from bench.config import BIG_FILES, BUCKET, DAYS, OUT, SEED, SHARDS_PER_DAY, BenchConfig
 from bench.dataset import DES_BITS, DV_BITS, Dataset, generate, load_manifest, save_manifest
 from desfs.format.model import Codec, Format
 from desfs.pack.options import PackOptions
@@ -163,3 +165,12 @@ def upload(dataset: Dataset, client: Any, log: Any) -> None:
 
 def _files(base: Path) -> list[Path]:
     return sorted(p for p in base.rglob("*") if p.is_file())
+
+
+def write_outputs(stem: str, text: str, rows: Sequence[object]) -> None:
+    """A side benchmark's report: `bench/out/<stem>.md` (and printed) and `<stem>.json`."""
+    OUT.mkdir(exist_ok=True)
+    (OUT / f"{stem}.md").write_text(text)
+    records = [asdict(row) for row in rows]  # type: ignore[call-overload]
+    (OUT / f"{stem}.json").write_text(json.dumps(records, indent=2))
+    print(text)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
-import json
 import os
 import subprocess
 import sys
@@ -29,11 +28,11 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench.artifacts import build, s3_prefix, upload
-from bench.config import BUCKET, MODES, OUT
+from bench.artifacts import build, s3_prefix, upload, write_outputs
+from bench.config import BUCKET, MODES
 from bench.dataset import BenchFile
 from bench.mounts import drop_caches
 from bench.peers import Peer
@@ -233,11 +232,7 @@ def _report(rows: list[Row], args: argparse.Namespace) -> None:
             f"| {source} | {workload} ({serve.files} files, {serve.bytes / 2**20:.1f} MiB) "
             f"| {shown[0]} | {shown[1]} | {ratio:.2f} | {serve.gets}, {mount.gets} |"
         )
-    text = "\n".join(lines) + "\n"
-    OUT.mkdir(exist_ok=True)
-    (OUT / "serve.md").write_text(text)
-    (OUT / "serve.json").write_text(json.dumps([asdict(r) for r in rows], indent=2))
-    print(text)
+    write_outputs("serve", "\n".join(lines) + "\n", rows)
 
 
 if __name__ == "__main__":

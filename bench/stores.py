@@ -21,19 +21,18 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from bench.artifacts import build
-from bench.config import MODES, OUT, MiB
+from bench.artifacts import build, write_outputs
+from bench.config import MODES, MiB
 from bench.dataset import BenchFile, Dataset
 from bench.mounts import drop_caches
 from bench.peers import Peer
@@ -227,11 +226,7 @@ def _report(rows: list[Row], args: argparse.Namespace) -> None:
             f"| {row.source} | {row.workload} | {row.store} | {row.seconds:.2f} "
             f"| {rate} | {row.requests} | {ratio:.2f} |"
         )
-    text = "\n".join(lines) + "\n"
-    OUT.mkdir(exist_ok=True)
-    (OUT / "stores.md").write_text(text)
-    (OUT / "stores.json").write_text(json.dumps([asdict(r) for r in rows], indent=2))
-    print(text)
+    write_outputs("stores", "\n".join(lines) + "\n", rows)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator, Sequence
-from typing import overload
 
 from desfs.format.model import Codec, Elsewhere, Entry
+from desfs.format.table import LazyEntries
 
 
-class PackedEntries(Sequence[Entry]):
+class PackedEntries(LazyEntries):
     """Entries in index order; `places` are the objects entries may name (index 0 is
     "in the unit's own object")."""
 
@@ -58,31 +58,21 @@ class PackedEntries(Sequence[Entry]):
     def __len__(self) -> int:
         return len(self._sizes)
 
-    @overload
-    def __getitem__(self, item: int) -> Entry: ...
-    @overload
-    def __getitem__(self, item: slice) -> Sequence[Entry]: ...
-    def __getitem__(self, item: int | slice) -> Entry | Sequence[Entry]:
-        if isinstance(item, slice):
-            return [self[i] for i in range(*item.indices(len(self)))]
-        if item < 0:
-            item += len(self)
-        if not 0 <= item < len(self):
-            raise IndexError(item)
+    def entry(self, position: int) -> Entry:
         return Entry(
-            self.name(item),
-            item,
-            self._sizes[item],
-            self._offsets[item],
-            self._stored[item],
-            Codec(self._codecs[item]),
-            error=self._errors.get(item),
-            elsewhere=self._places[self._place[item]],
+            self.name(position),
+            position,
+            self._sizes[position],
+            self._offsets[position],
+            self._stored[position],
+            Codec(self._codecs[position]),
+            error=self._errors.get(position),
+            elsewhere=self._places[self._place[position]],
         )
 
     def __iter__(self) -> Iterator[Entry]:
         for position in range(len(self)):
-            yield self[position]
+            yield self.entry(position)
 
     def name(self, position: int) -> bytes:
         """The raw name of one entry, without building the entry."""

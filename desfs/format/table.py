@@ -40,7 +40,30 @@ def compact(starts: array[int]) -> array[int]:
     return starts
 
 
-class EntryTable(Sequence[Entry]):
+class LazyEntries(Sequence[Entry]):
+    """Entries in index order, each built when asked for (`entry`); negative positions
+    and slices as a list's."""
+
+    __slots__ = ()
+
+    def entry(self, position: int) -> Entry:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, item: int) -> Entry: ...
+    @overload
+    def __getitem__(self, item: slice) -> Sequence[Entry]: ...
+    def __getitem__(self, item: int | slice) -> Entry | Sequence[Entry]:
+        if isinstance(item, slice):
+            return [self[i] for i in range(*item.indices(len(self)))]
+        if item < 0:
+            item += len(self)
+        if not 0 <= item < len(self):
+            raise IndexError(item)
+        return self.entry(item)
+
+
+class EntryTable(LazyEntries):
     """Every entry of a container in index order, decoded when asked for."""
 
     __slots__ = ("_buf", "_decode", "_deleted", "_starts")
@@ -56,16 +79,8 @@ class EntryTable(Sequence[Entry]):
     def __len__(self) -> int:
         return len(self._starts)
 
-    @overload
-    def __getitem__(self, item: int) -> Entry: ...
-    @overload
-    def __getitem__(self, item: slice) -> Sequence[Entry]: ...
-    def __getitem__(self, item: int | slice) -> Entry | Sequence[Entry]:
-        if isinstance(item, slice):
-            return [self[i] for i in range(*item.indices(len(self)))]
-        if item < 0:
-            item += len(self._starts)
-        return self._decode(self._buf, self._starts[item], item)
+    def entry(self, position: int) -> Entry:
+        return self._decode(self._buf, self._starts[position], position)
 
     def __iter__(self) -> Iterator[Entry]:
         decode, buf = self._decode, self._buf
