@@ -43,6 +43,7 @@ PROBE_SPAN = 8 * 1024 * 1024  # bytes one probe GET spans at most
 PROBES_AT_ONCE = 4  # probe GETs in flight per open: bounds the bytes held, too
 SEEK_TABLE_WINDOW = 64 * 1024
 MAX_SEEK_TABLE = 64 * 1024 * 1024  # 5M frames; a footer claiming more is refused unread
+MAX_S4DB_INDEX = 256 * 1024 * 1024  # about 6M keys; s4db's own reader holds it all too
 INDEX_SLACK = 1024 * 1024  # a zstd stream of a datas3t2 index may be a little larger
 S4 = Codec.S4_RECORD
 
@@ -168,6 +169,8 @@ class StoreOpener:
     # -- s4db ------------------------------------------------------------------------------
 
     async def _s4db(self, ref: ContainerRef) -> tuple[str, PackedEntries]:
+        if ref.size > MAX_S4DB_INDEX:
+            raise FormatError(f"{ref.key}: {ref.size} bytes, over the {MAX_S4DB_INDEX}-byte limit")
         blob = await self._storage.read_object(ref.key)
         parsed = await trio.to_thread.run_sync(s4db.parse_index, blob.data)
         by_id: dict[int, list[int]] = {}

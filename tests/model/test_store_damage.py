@@ -193,3 +193,15 @@ async def test_s4db_index_replaced_shows_the_new_keys_after_the_listing_ttl(
     shutil.copytree(source_dir(other), source)
     after = set(await _walk(model))
     assert after == set(expected(other)) != before
+
+
+async def test_s4db_index_over_the_limit_is_refused_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, source = _copy("s4db", "basic", tmp_path)
+    monkeypatch.setattr("desfs.archive.store_open.MAX_S4DB_INDEX", 64)
+    model = _model(source)
+    with pytest.raises(FormatError, match="limit"):
+        await model.listdir("")
+    requests = model.fs._archive.statistics().store.requests
+    assert requests.get("list") and not requests.get("get"), requests  # the index: never read
