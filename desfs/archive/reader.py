@@ -290,7 +290,24 @@ class EntryReader:
             return await self._range(key, lo, hi, etag, container)
 
         limit = entry.offset + entry.stored_length
-        return await self._readahead.read(obj, entry.offset, limit, (offset, end), stream, fetch)
+        return await self._ranged(obj, entry.offset, limit, (offset, end), stream, fetch)
+
+    async def _ranged(
+        self,
+        obj: ObjectRef,
+        base: int,
+        limit: int,
+        span: tuple[int, int],
+        stream: Stream,
+        fetch: Callable[[int, int], Awaitable[bytes]],
+    ) -> bytes:
+        """Bytes `span` of the region [base, limit) of a large object. A source on this
+        host's disk is read straight through: the kernel's page cache and readahead do
+        what the block cache would, without its copies."""
+        if self._storage.page_cached:
+            lo, hi = span
+            return await fetch(base + lo, base + hi)
+        return await self._readahead.read(obj, base, limit, span, stream, fetch)
 
     async def _read_external(
         self, container: Container, entry: Entry, offset: int, end: int, stream: Stream
@@ -309,7 +326,7 @@ class EntryReader:
         async def fetch(lo: int, hi: int) -> bytes:
             return await self._range(target.key, lo, hi, target.etag, None)
 
-        return await self._readahead.read(obj, 0, entry.size, (offset, end), stream, fetch)
+        return await self._ranged(obj, 0, entry.size, (offset, end), stream, fetch)
 
     # -- entries of other stores, whose bytes lie in another object ----------------------
 
@@ -337,7 +354,7 @@ class EntryReader:
             # same data file, as for a container's small entries.
             return (await self._payload(container, entry))[offset:end]
         limit = entry.offset + entry.stored_length
-        return await self._readahead.read(obj, entry.offset, limit, (offset, end), stream, fetch)
+        return await self._ranged(obj, entry.offset, limit, (offset, end), stream, fetch)
 
     async def _read_frames(
         self,

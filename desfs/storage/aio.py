@@ -31,6 +31,9 @@ class AsyncStore(Protocol):
     @property
     def key_prefix(self) -> str: ...
 
+    @property
+    def page_cached(self) -> bool: ...
+
     def describe(self) -> str: ...
 
     async def list_page(self, prefix: str, delimiter: str, token: str | None) -> ListPage: ...
@@ -60,6 +63,10 @@ class AsyncStorage:
     @property
     def counters(self) -> RequestCounters:
         return self.storage.counters
+
+    @property
+    def page_cached(self) -> bool:
+        return self.storage.page_cached
 
     def describe(self) -> str:
         return self.storage.describe()

@@ -52,6 +52,12 @@ class Storage(Protocol):
         Writers record some keys bucket-relative; this turns them source-relative."""
         ...
 
+    @property
+    def page_cached(self) -> bool:
+        """Whether reads are served from this host's page cache (a local disk): a block
+        cache in front of them would only copy what the kernel already keeps."""
+        ...
+
     def describe(self) -> str:
         """A human description for logs and errors; never contains a secret."""
         ...

@@ -47,6 +47,10 @@ class LocalStorage:
         self.counters = counters if counters is not None else RequestCounters()
         self.page_size = page_size
 
+    @property
+    def page_cached(self) -> bool:
+        return True
+
     def describe(self) -> str:
         return f"local:{self.root}"
 

@@ -86,6 +86,10 @@ class S3Storage:
         self._client = _make_client(settings)
         self._where = f"s3://{settings.bucket}/{settings.prefix} at {_endpoint(self._client)}"
 
+    @property
+    def page_cached(self) -> bool:
+        return False
+
     def describe(self) -> str:
         return self._where
 

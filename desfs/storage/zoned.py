@@ -87,6 +87,10 @@ class ZonedStore:
         prefixes = {zone.prefix for zone in self._zones.zones}
         return prefixes.pop() if len(prefixes) == 1 else ""
 
+    @property
+    def page_cached(self) -> bool:
+        return False  # zones are buckets
+
     def describe(self) -> str:
         shown = ", ".join(f"{z.name}=s3://{z.bucket}/{z.prefix}" for z in self._zones.zones)
         return f"zones {shown}"
