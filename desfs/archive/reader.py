@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 THREAD_DECODE_BYTES = 64 * 1024  # decode bigger payloads off the trio thread
 SEQUENTIAL_SLACK = 4096  # a gap this small still counts as reading in container order
 RUN_LOOKAHEAD = 4096  # entries a prefetch run may span at most
+SEQUENTIAL_DIRECT = 1024 * 1024  # a local read this close to its stream's head is in order
 RUN_GAP = 1024  # bytes between two entries a run still spans (a TAR header and padding)
 
 
@@ -302,10 +303,13 @@ class EntryReader:
         fetch: Callable[[int, int], Awaitable[bytes]],
     ) -> bytes:
         """Bytes `span` of the region [base, limit) of a large object. A source on this
-        host's disk is read straight through: the kernel's page cache and readahead do
-        what the block cache would, without its copies."""
-        if self._storage.page_cached:
-            lo, hi = span
+        host's disk read in order is read straight through: the kernel's page cache and
+        readahead do what the block cache would, without its copies. Random reads keep
+        the block cache, which fetches a file read at random whole (a pread each would
+        cost a thread hop per 4 KiB)."""
+        lo, hi = span
+        if self._storage.page_cached and abs(lo - stream.next_offset) <= SEQUENTIAL_DIRECT:
+            stream.next_offset = max(stream.next_offset, hi)
             return await fetch(base + lo, base + hi)
         return await self._readahead.read(obj, base, limit, span, stream, fetch)
 
