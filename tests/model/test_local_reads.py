@@ -55,3 +55,28 @@ async def test_local_large_reads_skip_the_block_cache(tmp_path: Path) -> None:
     cached, cached_blocks, cached_gets = await _read_all(tmp_path, other)
     assert cached == data
     assert cached_blocks > 0 and cached_gets < direct_gets
+
+
+async def test_local_random_reads_keep_the_block_cache(tmp_path: Path) -> None:
+    """4 KiB preads far apart would cost a thread hop each straight through: they go
+    through the block cache, which soon holds the whole file."""
+    data = random.Random(2).randbytes(8 * MiB)
+    day = tmp_path / "2024-12-03"
+    day.mkdir()
+    (day / "a.des").write_bytes(build_des2([("big.bin", data, None)]))
+    archive = open_archive(str(tmp_path), ArchiveSettings(), S3Settings())
+    (day_name,) = await archive.days()
+    ((_, ref),) = await archive.shards(day_name)
+    container = await archive.open(ref)
+    entry = container.tree.lookup("", "big.bin").entry  # type: ignore[union-attr]
+    stream = Stream()
+    offsets = [7 * MiB, 2 * MiB + 4096, 5 * MiB, 3 * MiB + 512, 6 * MiB + 100, 4 * MiB]
+    gets = []
+    for _ in range(3):
+        for offset in offsets:
+            got = await archive.read(container, entry, offset, 4096, stream)
+            assert got == data[offset : offset + 4096]
+        gets.append(archive.statistics().store.requests["get_range"])
+    assert archive.statistics().caches["blocks"].entries > 0
+    assert gets[0] <= 3 + len(offsets)  # the open, a block per miss, then the file whole
+    assert gets[2] == gets[0]  # never a pread per read once the blocks are held
