@@ -16,7 +16,7 @@ import trio
 
 from desfs.archive.catalog import ContainerRef
 from desfs.archive.containers import ContainerLoader
-from desfs.archive.listings import Listings
+from desfs.archive.listings import Listings, SourceCatalog
 from desfs.archive.opened import Container
 from desfs.archive.paths import DayDir, Resolved, RootDir, resolve_in
 from desfs.archive.readahead import Stream
@@ -97,10 +97,14 @@ class Archive:
 
     # -- listings ------------------------------------------------------------------------
 
+    async def _catalog(self) -> SourceCatalog:
+        """The DES catalog, or another store's: chosen by the source's first listing."""
+        return await self._listings.get()
+
     async def days(self) -> tuple[str, ...]:
         """The root's directories: DES days, datas3t2 datasets; none when the source is
         one unit shown at the root (`root_unit`)."""
-        return await (await self._listings.get()).days()
+        return await (await self._catalog()).days()
 
     def known_days(self) -> tuple[str, ...]:
         """The days of the last root listing, without asking the store."""
@@ -110,11 +114,11 @@ class Archive:
     async def root_unit(self) -> ContainerRef | None:
         """The unit whose tree is the whole mount (an s4db store, a Conduit data
         directory), as of the last root listing; None when the root lists days."""
-        return await (await self._listings.get()).root_unit()
+        return await (await self._catalog()).root_unit()
 
     async def shards(self, day: str) -> list[tuple[str, ContainerRef]]:
         """The shards of `day` in name order, without containers known to be partial."""
-        listing = await (await self._listings.get()).day(day)
+        listing = await (await self._catalog()).day(day)
         self._routes.learn(listing.shards)
         return [
             (shard, ref)
@@ -123,7 +127,7 @@ class Archive:
         ]
 
     async def shard(self, day: str, shard: str) -> ContainerRef:
-        listing = await (await self._listings.get()).day(day)
+        listing = await (await self._catalog()).day(day)
         ref = listing.shards.get(shard)
         if ref is None:
             raise NotFound(f"no shard {shard!r} on {day}")
@@ -149,7 +153,7 @@ class Archive:
         the day's order (a walk), the next ones open in the same round trip."""
         if self._loader.cached(ref) is not None or not ref.name.day:
             return await self.open(ref)
-        listing = await (await self._listings.get()).day(ref.name.day)
+        listing = await (await self._catalog()).day(ref.name.day)
         ahead = [
             later
             for later in self._walk.ahead(listing, ref.name.shard)
@@ -187,7 +191,7 @@ class Archive:
     async def locate(self, day: str, name: str) -> Located:
         """The file `name` of `day`, found by the writers' routing (archive.routes): no
         LIST of the day, one container open per candidate tried (none when warm)."""
-        layouts = await (await self._listings.get()).layouts(day)
+        layouts = await (await self._catalog()).layouts(day)
         groups = self._routes.candidates(day, layouts, name)
         if not groups:
             raise NotFound(
