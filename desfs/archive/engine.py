@@ -192,6 +192,8 @@ class Archive:
         """The file `name` of `day`, found by the writers' routing (archive.routes): no
         LIST of the day, one container open per candidate tried (none when warm)."""
         layouts = await (await self._catalog()).layouts(day)
+        if not layouts:
+            raise NotFound(f"cannot route {name!r}: {day} is not a DES day (routing is DES's)")
         groups = self._routes.candidates(day, layouts, name)
         if not groups:
             raise NotFound(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from desfs.archive.sources import open_archive
-from desfs.errors import DesfsError, EntryError, FormatError
+from desfs.errors import DesfsError, EntryError, FormatError, NotFound
 from desfs.fs.attributes import Ownership
 from desfs.fs.filesystem import DesFilesystem
 from desfs.settings.sections import ArchiveSettings, CacheSettings, LayoutSettings, S3Settings
@@ -123,3 +123,10 @@ async def test_datas3t2_source_may_be_the_datas3t_prefix_itself_when_forced() ->
     case = next(c for c in store_cases("datas3t2") if c.name == "two-dataranges")
     model = _model(source_dir(case) / "datas3t", layout="datas3t2")
     assert set(await _walk(model)) == set(expected(case))
+
+
+async def test_by_name_routing_is_des_only() -> None:
+    case = next(c for c in store_cases("datas3t2") if c.name == "two-dataranges")
+    model = _model(source_dir(case))
+    with pytest.raises(NotFound, match="not a DES day"):
+        await model.ino("demo/.by-name/00000000000000000000.txt")
