@@ -11,7 +11,7 @@ import random
 import subprocess
 import sys
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,7 +179,7 @@ class _Tree:
 def on_s3(tmp_path: Path, rgw_server: RgwServer, rgw_client: Any) -> Iterator[Any]:
     proxies: list[S3Proxy] = []
 
-    def mount(case: Path | _Tree, bucket: str) -> Iterator[OnS3]:
+    def mount(case: Path | _Tree, bucket: str, args: Sequence[str] = ()) -> Iterator[OnS3]:
         rgw_client.create_bucket(Bucket=bucket)
         tree = case.path if isinstance(case, _Tree) else source_dir(case)
         upload_tree(rgw_client, bucket, tree, "data/")
@@ -187,7 +187,7 @@ def on_s3(tmp_path: Path, rgw_server: RgwServer, rgw_client: Any) -> Iterator[An
         proxies.append(proxy)
         env = {**rgw_server.env(), "AWS_ENDPOINT_URL": proxy.url}
         with Mounted(
-            f"s3://{bucket}/data", tmp_path / bucket, tmp_path / f"{bucket}.log", [], env
+            f"s3://{bucket}/data", tmp_path / bucket, tmp_path / f"{bucket}.log", args, env
         ) as mounted:
             yield OnS3(mounted.path, proxy, case)
 
@@ -340,3 +340,27 @@ def test_conduit_blobs_read_in_order_cost_a_get_per_frame(on_s3: Any, tmp_path: 
             os.close(fd)
         gets = _gets(proxy.requests)
         assert len(gets) <= frames + 1, (len(gets), frames)
+
+
+@pytest.mark.s3
+def test_store_faults_fail_the_path_and_pass(on_s3: Any) -> None:
+    """The store failing longer than the retries: `ls` of an s4db root is EIO with the
+    reason in the log, and works again once the store does, without a remount. A value
+    cut short on the wire more often than retried is EIO, never short bytes, and reads
+    whole the next time."""
+    fast = ["--max-attempts", "2", "--backoff-base", "0.01", "--backoff-cap", "0.02"]
+    for s3 in on_s3(_case("s4db", "multifile"), "s4db-faults", fast):
+        proxy = s3.proxy
+        proxy.fail_next(10, 500, "InternalError", "index.idx")
+        with pytest.raises(OSError, match="Input/output error"):
+            os.listdir(s3.mnt)
+        proxy.clear_faults()
+        assert os.listdir(s3.mnt)
+        path, (_, digest) = next(iter(expected(s3.case).items()))
+        data_file = next(e["file"] for e in manifest(s3.case)["live"] if e["key"] == path)
+        proxy.truncate_next(4, data_file)  # more than the attempts: one is retried
+        result = subprocess.run(["cat", str(s3.mnt / path)], capture_output=True, timeout=60)
+        assert result.returncode != 0 and b"Input/output error" in result.stderr
+        proxy.clear_faults()
+        assert _digest(s3.mnt / path) == digest
+        assert "index.idx" in (s3.mnt.parent / "s4db-faults.log").read_text()
