@@ -44,6 +44,7 @@ PROBES_AT_ONCE = 4  # probe GETs in flight per open: bounds the bytes held, too
 SEEK_TABLE_WINDOW = 64 * 1024
 MAX_SEEK_TABLE = 64 * 1024 * 1024  # 5M frames; a footer claiming more is refused unread
 MAX_S4DB_INDEX = 256 * 1024 * 1024  # about 6M keys; s4db's own reader holds it all too
+KEEP_WHOLE = 2 * 1024 * 1024  # a TAR fetched whole and this small is kept with its index
 INDEX_SLACK = 1024 * 1024  # a zstd stream of a datas3t2 index may be a little larger
 S4 = Codec.S4_RECORD
 
@@ -75,8 +76,9 @@ class StoreOpener:
         layout = ref.name.layout
         etag = ref.etag
         entries: Sequence[Entry]  # a data directory holds a few files: a plain list
+        tail = b""  # bytes [size - len(tail), size) of the unit's object, kept with it
         if layout is Layout.DATAS3T2:
-            entries = await self._datarange(ref)
+            entries, tail = await self._datarange(ref)
             fmt = Format.DATAS3T2
         elif layout is Layout.S4DB:
             etag, entries = await self._s4db(ref)
@@ -86,7 +88,7 @@ class StoreOpener:
             fmt = Format.CONDUIT
         index = ContainerIndex(fmt, 1, ref.size, 0, ref.size, ref.size, entries)
         tree = await trio.to_thread.run_sync(build_tree, entries)
-        return Container(ref, etag, index, tree, b"")
+        return Container(ref, etag, index, tree, tail)
 
     async def _probe(
         self, key: str, etag: str | None, wanted: Sequence[tuple[int, int]], take: Take
@@ -111,7 +113,7 @@ class StoreOpener:
 
     # -- datas3t2 --------------------------------------------------------------------------
 
-    async def _datarange(self, ref: ContainerRef) -> PackedEntries:
+    async def _datarange(self, ref: ContainerRef) -> tuple[PackedEntries, bytes]:
         parsed = datas3t2.parse_datarange_key(ref.key)
         index = ref.sidecar
         if parsed is None or index is None:
@@ -161,7 +163,10 @@ class StoreOpener:
                 entries.append(name, size, offset, size)
             else:  # listed under its number alone: `ls` shows it, reading it says why
                 entries.append(f"{record.key:020d}".encode(), size, offset, size, error=name)
-        return entries
+        # A small TAR read whole stays with its index, as a DES container's tail does:
+        # its datapoints are then read from memory (the index budget counts it).
+        kept = found.get("tar", b"") if ref.size <= KEEP_WHOLE else b""
+        return entries, kept
 
     async def _whole(self, key: str) -> bytes:
         return (await self._storage.read_object(key)).data

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from desfs.archive.store_open import KEEP_WHOLE, PROBE_SPAN
 from desfs.settings.sections import CacheSettings
 from tests.support.moto_server import upload_tree
 from tests.support.mounting import Mounted, needs_fuse
@@ -235,10 +236,10 @@ def test_datas3t2_on_s3_costs(on_s3: Any) -> None:
         os.listdir(s3.mnt / dataset / dataranges[0])
         assert proxy.requests == []
         path = f"{dataset}/{dataranges[0]}/{sorted(names)[0]}"
-        size, digest = expected(s3.case)[path]
+        _, digest = expected(s3.case)[path]
         assert _digest(s3.mnt / path) == digest
-        gets = _gets(proxy.requests)
-        assert len(gets) == 1 and gets[0].bytes == size, gets  # exactly the datapoint's bytes
+        # A TAR this small came whole with its index and stays with it: no GET.
+        assert _gets(proxy.requests) == []
         _check_tree(s3.mnt, s3.case)
 
 
@@ -271,17 +272,26 @@ def _random_payloads(count: int, seed: int) -> list[bytes]:
 def test_datas3t2_copy_of_a_datarange_is_coalesced(
     on_s3: Any, tmp_path: Path, rgw_client: Any
 ) -> None:
-    """`cp -r` of a datarange of 300 datapoints: one GET of its index, one probe GET for
-    the names, then one GET per prefetch cap of neighbouring datapoints, not one each."""
+    """`cp -r` of a datarange of 600 datapoints, too big to be kept with its index: one
+    GET of its index and one of the TAR for the names, then one GET per prefetch cap of
+    neighbouring datapoints (each exactly its bytes when read alone), not one each."""
     source = tmp_path / "source"
-    shown = write_datarange(source, "big", 0, [("bin", p) for p in _random_payloads(300, 5)])
+    shown = write_datarange(source, "big", 0, [("bin", p) for p in _random_payloads(600, 5)])
+    (tar,) = (source / "datas3t/big/dataranges").glob("*.tar")
+    assert KEEP_WHOLE < tar.stat().st_size <= PROBE_SPAN
     for s3 in on_s3(_Tree(source), "datas3t2-copy"):
         proxy = s3.proxy
         (datarange,) = os.listdir(s3.mnt / "big")
         proxy.reset_counts()
         names = os.listdir(s3.mnt / "big" / datarange)
-        assert len(names) == 300
+        assert len(names) == 600
         assert _kinds(proxy.requests) == ["get", "get_range"], proxy.requests
+        proxy.reset_counts()
+        first = sorted(names)[0]
+        want = shown[f"big/{datarange}/{first}"]
+        assert (s3.mnt / "big" / datarange / first).read_bytes() == want
+        (single,) = _gets(proxy.requests)
+        assert single.bytes == len(want)  # exactly the datapoint's bytes
         proxy.reset_counts()
         subprocess.run(
             ["cp", "-r", str(s3.mnt / "big" / datarange), str(tmp_path / "copy")],
