@@ -18,7 +18,7 @@ Every fetch goes through single flight, so concurrent readers of the same bytes 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import trio
@@ -26,7 +26,7 @@ import trio
 from desfs.archive.decoded import DecodedBlocks
 from desfs.archive.external import ExternalObject, ExternalPayloads
 from desfs.archive.opened import Container
-from desfs.archive.readahead import Readahead, Stream
+from desfs.archive.readahead import Fetch, Readahead, Stream
 from desfs.cache.lru import ByteLRU, LruStats
 from desfs.cache.ranges import BlockKey, ObjectRef
 from desfs.cache.singleflight import SingleFlight
@@ -300,7 +300,7 @@ class EntryReader:
         limit: int,
         span: tuple[int, int],
         stream: Stream,
-        fetch: Callable[[int, int], Awaitable[bytes]],
+        fetch: Fetch,
     ) -> bytes:
         """Bytes `span` of the region [base, limit) of a large object. A source on this
         host's disk read in order is read straight through: the kernel's page cache and
@@ -366,7 +366,7 @@ class EntryReader:
         entry: Entry,
         obj: ObjectRef,
         span: tuple[int, int],
-        fetch: Callable[[int, int], Awaitable[bytes]],
+        fetch: Fetch,
     ) -> bytes:
         """A seekable zstd stream: only the frames the read touches are fetched (through
         the block cache) and decoded (each once, kept decoded in the payload cache)."""
@@ -383,7 +383,7 @@ class EntryReader:
         entry: Entry,
         obj: ObjectRef,
         frame: seekable.Frame,
-        fetch: Callable[[int, int], Awaitable[bytes]],
+        fetch: Fetch,
     ) -> bytes:
         key = (container.object_id, entry.position, frame.index)
         found = self._payloads.get(key)
@@ -396,7 +396,7 @@ class EntryReader:
         obj: ObjectRef,
         frame: seekable.Frame,
         key: tuple[object, ...],
-        fetch: Callable[[int, int], Awaitable[bytes]],
+        fetch: Fetch,
     ) -> bytes:
         if frame.size > self._settings.decoder_bytes:
             limit = self._settings.decoder_bytes

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,21 @@ async def test_s4db_index_over_the_limit_is_refused_unread(
         await model.listdir("")
     requests = model.fs._archive.statistics().store.requests
     assert requests.get("list") and not requests.get("get"), requests  # the index: never read
+
+
+async def test_s4db_index_pointing_two_keys_at_one_record(tmp_path: Path) -> None:
+    """A lying index: a second key aimed at the first key's record. The record names its
+    own key, so the liar reads EIO and never the other key's value."""
+    case, source = _copy("s4db", "basic", tmp_path)
+    index = s4db.parse_index((source / "index.idx").read_bytes())
+    hello = next(e for e in index.entries if e.key == b"hello")
+    body = bytearray((source / "index.idx").read_bytes()[:-4])
+    liar = b"liar"
+    struct.pack_into(">I", body, 5, len(index.entries) + 1)
+    body += struct.pack(">H", len(liar)) + liar
+    body += struct.pack(">QQI", hello.file_id, hello.offset, hello.length)
+    (source / "index.idx").write_bytes(bytes(body) + struct.pack(">I", zlib.crc32(body)))
+    model = _model(source)
+    with pytest.raises(EntryError, match="holds key b'hello'"):
+        await model.cat("liar")
+    await _reads(model, case, set())
